@@ -1,0 +1,3 @@
+"""agenticaiframework: the LLM layer, with a Rust core for its hot-path state."""
+
+__version__ = "0.1.0"

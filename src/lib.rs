@@ -1,0 +1,34 @@
+//! Native hot-path state for `agenticaiframework.llms`.
+//!
+//! The pure-Rust core (`key`, `lru`, `breaker`, `metrics`) knows nothing of Python and is
+//! tested with `cargo test --no-default-features`; the `py_*` modules are its PyO3 face.
+//! This file only registers the module.
+
+pub mod breaker;
+pub mod key;
+pub mod lru;
+pub mod metrics;
+
+#[cfg(feature = "python")]
+mod py_breaker;
+#[cfg(feature = "python")]
+mod py_cache;
+#[cfg(feature = "python")]
+mod py_clock;
+#[cfg(feature = "python")]
+mod py_key;
+#[cfg(feature = "python")]
+mod py_metrics;
+
+/// Every structure is atomics or short `parking_lot` locks that never wrap Python code,
+/// so the module is sound without the GIL (`gil_used = false`).
+#[cfg(feature = "python")]
+#[pyo3::pymodule(gil_used = false)]
+mod _native {
+    #[pymodule_export]
+    use crate::py_breaker::BreakerCore;
+    #[pymodule_export]
+    use crate::py_cache::ResponseCache;
+    #[pymodule_export]
+    use crate::py_metrics::{ManagerStats, ModelStats};
+}

@@ -1,0 +1,261 @@
+//! Counters for the manager and for each model, exposed to Python.
+
+use crate::metrics::{Counters, Histogram};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Manager counter slots.
+pub mod m {
+    pub const REQUESTS: usize = 0;
+    pub const SUCCESSES: usize = 1;
+    pub const FAILURES: usize = 2;
+    pub const CANCELLED: usize = 3;
+    pub const HITS: usize = 4;
+    pub const MISSES: usize = 5;
+    pub const RETRIES: usize = 6;
+    pub const TOKENS: usize = 7;
+    pub const FALLBACKS: usize = 8;
+    pub const N: usize = 9;
+    /// Outcomes before starts (see `metrics`).
+    pub const ORDER: [usize; N] = [
+        SUCCESSES, FAILURES, CANCELLED, HITS, MISSES, RETRIES, TOKENS, FALLBACKS, REQUESTS,
+    ];
+    pub const NAMES: [&str; N] = [
+        "total_requests",
+        "successful_requests",
+        "failed_requests",
+        "cancelled_requests",
+        "cache_hits",
+        "cache_misses",
+        "total_retries",
+        "total_tokens",
+        "fallbacks",
+    ];
+}
+
+/// Per-model counter slots.
+pub mod c {
+    pub const ATTEMPTS: usize = 0;
+    pub const SUCCESSES: usize = 1;
+    pub const FAILURES: usize = 2;
+    pub const SHORT_CIRCUITS: usize = 3;
+    pub const RETRIES: usize = 4;
+    pub const PROMPT_TOKENS: usize = 5;
+    pub const COMPLETION_TOKENS: usize = 6;
+    pub const TOKENS: usize = 7;
+    pub const CANCELLED: usize = 8;
+    pub const N: usize = 9;
+    pub const ORDER: [usize; N] = [
+        SUCCESSES,
+        FAILURES,
+        CANCELLED,
+        SHORT_CIRCUITS,
+        RETRIES,
+        PROMPT_TOKENS,
+        COMPLETION_TOKENS,
+        TOKENS,
+        ATTEMPTS,
+    ];
+    pub const NAMES: [&str; N] = [
+        "requests",
+        "successes",
+        "failures",
+        "short_circuits",
+        "retries",
+        "prompt_tokens",
+        "completion_tokens",
+        "tokens",
+        "cancelled",
+    ];
+}
+
+fn count(n: i64, what: &str) -> PyResult<u64> {
+    u64::try_from(n).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, got {n}")))
+}
+
+fn latency_ns(seconds: f64) -> PyResult<u64> {
+    if seconds.is_nan() || seconds < 0.0 {
+        return Err(PyValueError::new_err(format!(
+            "latency must be a non-negative number of seconds, got {seconds}"
+        )));
+    }
+    // Saturating cast: absurd latencies land in the top bucket.
+    Ok((seconds * 1e9) as u64)
+}
+
+/// Request-level counters of one manager.
+#[pyclass(frozen, module = "agenticaiframework._native")]
+#[derive(Default)]
+pub struct ManagerStats {
+    pub c: Counters<{ m::N }>,
+}
+
+impl ManagerStats {
+    pub fn hit(&self) {
+        self.c.start(m::REQUESTS, 1);
+        self.c.finish(m::HITS, 1);
+        self.c.finish(m::SUCCESSES, 1);
+    }
+}
+
+#[pymethods]
+impl ManagerStats {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// A request began.
+    fn record_request(&self) {
+        self.c.start(m::REQUESTS, 1);
+    }
+
+    /// A request was answered from the cache (counts the request, the hit and the success).
+    fn record_hit(&self) {
+        self.hit();
+    }
+
+    fn record_miss(&self) {
+        self.c.finish(m::MISSES, 1);
+    }
+
+    #[pyo3(signature = (tokens=0, retries=0, fallbacks=0))]
+    fn record_success(&self, tokens: i64, retries: i64, fallbacks: i64) -> PyResult<()> {
+        let (t, r, f) = (
+            count(tokens, "tokens")?,
+            count(retries, "retries")?,
+            count(fallbacks, "fallbacks")?,
+        );
+        self.c.finish(m::TOKENS, t);
+        self.c.finish(m::RETRIES, r);
+        self.c.finish(m::FALLBACKS, f);
+        self.c.finish(m::SUCCESSES, 1);
+        Ok(())
+    }
+
+    #[pyo3(signature = (retries=0, fallbacks=0))]
+    fn record_failure(&self, retries: i64, fallbacks: i64) -> PyResult<()> {
+        let (r, f) = (count(retries, "retries")?, count(fallbacks, "fallbacks")?);
+        self.c.finish(m::RETRIES, r);
+        self.c.finish(m::FALLBACKS, f);
+        self.c.finish(m::FAILURES, 1);
+        Ok(())
+    }
+
+    /// A request ended by a BaseException (cancellation, KeyboardInterrupt).
+    #[pyo3(signature = (retries=0, fallbacks=0))]
+    fn record_cancelled(&self, retries: i64, fallbacks: i64) -> PyResult<()> {
+        let (r, f) = (count(retries, "retries")?, count(fallbacks, "fallbacks")?);
+        self.c.finish(m::RETRIES, r);
+        self.c.finish(m::FALLBACKS, f);
+        self.c.finish(m::CANCELLED, 1);
+        Ok(())
+    }
+
+    /// All counters at once; outcomes never exceed requests, even under concurrent writers.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let v = self.c.snapshot(&m::ORDER);
+        let d = PyDict::new(py);
+        for (name, x) in m::NAMES.iter().zip(v) {
+            d.set_item(*name, x)?;
+        }
+        Ok(d)
+    }
+
+    fn reset(&self) {
+        self.c.reset();
+    }
+}
+
+/// Attempt-level counters and a latency histogram for one model.
+#[pyclass(frozen, module = "agenticaiframework._native")]
+#[derive(Default)]
+pub struct ModelStats {
+    pub c: Counters<{ c::N }>,
+    pub latency: Histogram,
+}
+
+#[pymethods]
+impl ModelStats {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    /// An attempt began; `retry` when it is not the model's first attempt for the request.
+    #[pyo3(signature = (retry=false))]
+    fn record_attempt(&self, retry: bool) {
+        self.c.start(c::ATTEMPTS, 1);
+        if retry {
+            self.c.start(c::RETRIES, 1);
+        }
+    }
+
+    #[pyo3(signature = (latency, prompt_tokens=0, completion_tokens=0))]
+    fn record_success(
+        &self,
+        latency: f64,
+        prompt_tokens: i64,
+        completion_tokens: i64,
+    ) -> PyResult<()> {
+        let ns = latency_ns(latency)?;
+        let (p, q) = (
+            count(prompt_tokens, "prompt_tokens")?,
+            count(completion_tokens, "completion_tokens")?,
+        );
+        self.latency.record(ns);
+        self.c.finish(c::PROMPT_TOKENS, p);
+        self.c.finish(c::COMPLETION_TOKENS, q);
+        self.c.finish(c::TOKENS, p + q);
+        self.c.finish(c::SUCCESSES, 1);
+        Ok(())
+    }
+
+    fn record_failure(&self, latency: f64) -> PyResult<()> {
+        self.latency.record(latency_ns(latency)?);
+        self.c.finish(c::FAILURES, 1);
+        Ok(())
+    }
+
+    /// An attempt that ended by a BaseException: no outcome for the model.
+    fn record_cancelled(&self) {
+        self.c.finish(c::CANCELLED, 1);
+    }
+
+    /// The model was skipped because its breaker was open.
+    fn record_short_circuit(&self) {
+        self.c.finish(c::SHORT_CIRCUITS, 1);
+    }
+
+    /// The latency at quantile `q` in [0, 1], in seconds (None before any sample).
+    fn quantile(&self, q: f64) -> Option<f64> {
+        self.latency.quantiles(&[q])[0].map(|ns| ns / 1e9)
+    }
+
+    /// Counters plus avg/p50/p95/p99 latency in seconds.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let v = self.c.snapshot(&c::ORDER);
+        let d = PyDict::new(py);
+        for (name, x) in c::NAMES.iter().zip(v) {
+            d.set_item(*name, x)?;
+        }
+        let n = self.latency.count();
+        let avg = if n == 0 {
+            0.0
+        } else {
+            self.latency.sum_ns() as f64 / n as f64 / 1e9
+        };
+        d.set_item("avg_latency", avg)?;
+        let qs = self.latency.quantiles(&[0.5, 0.95, 0.99]);
+        for (name, q) in ["p50_latency", "p95_latency", "p99_latency"].iter().zip(qs) {
+            d.set_item(*name, q.unwrap_or(0.0) / 1e9)?;
+        }
+        Ok(d)
+    }
+
+    fn reset(&self) {
+        self.c.reset();
+        self.latency.reset();
+    }
+}
