@@ -18,6 +18,8 @@ mod py_clock;
 #[cfg(feature = "python")]
 mod py_key;
 #[cfg(feature = "python")]
+mod py_manager;
+#[cfg(feature = "python")]
 mod py_metrics;
 
 /// Every structure is atomics or short `parking_lot` locks that never wrap Python code,
@@ -29,6 +31,8 @@ mod _native {
     use crate::py_breaker::BreakerCore;
     #[pymodule_export]
     use crate::py_cache::ResponseCache;
+    #[pymodule_export]
+    use crate::py_manager::ManagerCore;
     #[pymodule_export]
     use crate::py_metrics::{ManagerStats, ModelStats};
 }

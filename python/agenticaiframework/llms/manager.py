@@ -1,0 +1,622 @@
+"""LLMManager: registration, routing, retry and fallback over the native core.
+
+Python decides, Rust remembers: every decision that calls user code (the inference
+function, waiting, awaiting) is here; the state touched on every request (cache, breakers,
+counters) is native. A cache hit never reaches this file: ``ManagerCore.generate`` answers
+it in Rust and hands everything else to ``_generate_slow`` with the key already computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from time import perf_counter
+from typing import Any, TypeAlias
+
+from .._native import ManagerCore, ModelStats, ResponseCache
+from . import _secrets
+from ._validate import check_count, check_seconds
+from .circuit_breaker import CircuitBreaker, native_clock
+from .errors import (
+    AllModelsFailedError,
+    CircuitBreakerOpenError,
+    InvalidResponseError,
+    LLMError,
+    NoModelConfiguredError,
+    NonRetryableError,
+    UnknownModelError,
+    describe,
+)
+from .response import GenerationResult, LLMResponse, Usage, estimate_tokens
+from .retry import Backoff, Jitter
+
+logger = logging.getLogger("agenticaiframework.llms")
+
+InferenceFn: TypeAlias = Callable[[str, dict[str, Any]], Any]
+# (text, model, prompt_tokens, completion_tokens, estimated): what the cache stores.
+Record: TypeAlias = tuple[str, str, int, int, bool]
+Errors: TypeAlias = list[tuple[str, BaseException]]
+
+
+class _Model:
+    """One registered model: its callable, breaker and counters."""
+
+    __slots__ = (
+        "breaker",
+        "core",
+        "cost_in",
+        "cost_out",
+        "fn",
+        "is_async",
+        "metadata",
+        "name",
+        "serial",
+        "stats",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        fn: InferenceFn,
+        metadata: dict[str, Any],
+        breaker: CircuitBreaker,
+        serial: int,
+    ) -> None:
+        self.name = name
+        self.fn = fn
+        self.is_async = _is_async_callable(fn)
+        self.metadata = metadata
+        self.breaker = breaker
+        self.core = breaker.core
+        self.stats = ModelStats()
+        self.serial = serial
+        self.timeout = check_seconds(
+            "metadata['timeout']", metadata.get("timeout"), allow_none=True
+        )
+        both = metadata.get("cost_per_1k_tokens")
+        self.cost_in = _price(metadata.get("cost_per_1k_input_tokens", both))
+        self.cost_out = _price(metadata.get("cost_per_1k_output_tokens", both))
+
+
+def _price(v: object) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+        raise ValueError(f"token prices must be finite numbers >= 0, got {v!r}")
+    return float(v)
+
+
+def _is_async_callable(fn: object) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - callable objects with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _normalise(out: object, prompt: str, model: str) -> Record:
+    """A str or LLMResponse from the inference function, as a cache record."""
+    if type(out) is str or isinstance(out, str):
+        text = str(out)
+        return (text, model, estimate_tokens(prompt), estimate_tokens(text), True)
+    if isinstance(out, LLMResponse):
+        if not isinstance(out.text, str):
+            raise InvalidResponseError(
+                f"model {model!r} returned LLMResponse.text of type {type(out.text).__name__}"
+            )
+        pt, ct = out.prompt_tokens, out.completion_tokens
+        if pt is None and ct is None:
+            return (out.text, model, estimate_tokens(prompt), estimate_tokens(out.text), True)
+        return (out.text, model, max(0, int(pt or 0)), max(0, int(ct or 0)), False)
+    raise InvalidResponseError(
+        f"model {model!r} returned {type(out).__name__}; expected str or LLMResponse"
+    )
+
+
+_thread_loops = threading.local()
+
+
+def _run_blocking(coro: Awaitable[Any]) -> Any:
+    """Runs an async inference function from sync generate(), on this thread's own loop."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread_loops.loop = loop
+    return loop.run_until_complete(coro)
+
+
+class LLMManager(ManagerCore):
+    """Routes prompts to registered models with retries, circuit breakers, fallback and a
+    response cache, and keeps exact metrics.
+
+    >>> m = LLMManager(max_retries=2)
+    >>> m.register_model("echo", lambda prompt, kwargs: prompt.upper())
+    >>> m.set_active_model("echo")
+    >>> m.generate("hi")
+    'HI'
+    >>> m.get_metrics()["total_requests"]
+    1
+    """
+
+    def __init__(
+        self,
+        max_retries: int = 3,
+        enable_caching: bool = True,
+        *,
+        cache_max_entries: int = 10_000,
+        cache_max_bytes: int | None = None,
+        cache_ttl: float | None = None,
+        failure_threshold: int = 5,
+        recovery_timeout: float = 60,
+        half_open_max_calls: int = 1,
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        jitter: Jitter = None,
+        sleep: Callable[[float], object] = time.sleep,
+        async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        hash_secret: bytes | None = None,
+    ) -> None:
+        self.max_retries = check_count("max_retries", max_retries)
+        if not isinstance(enable_caching, bool):
+            raise TypeError("enable_caching must be a bool")
+        check_count("cache_max_entries", cache_max_entries)
+        if cache_max_bytes is not None:
+            check_count("cache_max_bytes", cache_max_bytes)
+        ttl = check_seconds("cache_ttl", cache_ttl, allow_none=True)
+        if ttl == 0:
+            raise ValueError("cache_ttl must be > 0 or None")
+        self.failure_threshold = check_count("failure_threshold", failure_threshold)
+        self.recovery_timeout = check_seconds("recovery_timeout", recovery_timeout)
+        self.half_open_max_calls = check_count("half_open_max_calls", half_open_max_calls)
+        base = check_seconds("backoff_base", backoff_base)
+        cap = check_seconds("backoff_max", backoff_max)
+        if jitter not in (None, "full", "equal"):
+            raise ValueError(f"jitter must be None, 'full' or 'equal', got {jitter!r}")
+        for name, f in (("sleep", sleep), ("async_sleep", async_sleep), ("clock", clock)):
+            if not callable(f):
+                raise TypeError(f"{name} must be callable")
+        assert base is not None and cap is not None
+        self.backoff = Backoff(base, cap, jitter)
+        self.enable_caching = enable_caching
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._clock = clock
+        self._attach_cache(
+            ResponseCache(
+                cache_max_entries,
+                max_bytes=cache_max_bytes,
+                ttl=ttl,
+                clock=native_clock(clock),
+                secret=hash_secret,
+            )
+            if enable_caching
+            else None
+        )
+        self._mstats = self._stats
+        # Serialises configuration writers only; requests read a published snapshot.
+        self._config_lock = threading.Lock()
+        self._models: dict[str, _Model] = {}
+        self._serial = 0
+        self._active: str | None = None
+        self._chain: tuple[str, ...] = ()
+        self._publish()
+
+    # ----------------------------------------------------------------- configuration
+
+    def register_model(
+        self,
+        name: str,
+        inference_fn: InferenceFn,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        """Registers (or replaces) a model. ``inference_fn(prompt, kwargs_dict)`` returns a
+        str or an :class:`LLMResponse`, and may be ``async def``. Replacing a model gives it
+        fresh counters and a fresh breaker, and its old cached answers are not served."""
+        if not isinstance(name, str):
+            raise TypeError(f"model name must be a str, not {type(name).__name__}")
+        if not name:
+            raise ValueError("model name must not be empty")
+        if not callable(inference_fn):
+            raise TypeError(f"inference_fn must be callable, not {type(inference_fn).__name__}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise TypeError("breaker must be a CircuitBreaker")
+        meta = dict(metadata or {})
+        _secrets.remember_from(meta)
+        if breaker is None:
+            breaker = CircuitBreaker(
+                self.failure_threshold,
+                self.recovery_timeout or 0.0,
+                half_open_max_calls=self.half_open_max_calls,
+                clock=self._clock,
+                name=name,
+            )
+        with self._config_lock:
+            self._serial += 1
+            self._models[name] = _Model(name, inference_fn, meta, breaker, self._serial)
+            self._publish()
+        logger.info("registered model %r", name)
+
+    def set_active_model(self, name: str | None) -> None:
+        """Makes ``name`` the first model tried (None: only the fallback chain)."""
+        with self._config_lock:
+            if name is not None and name not in self._models:
+                raise UnknownModelError(name)
+            self._active = name
+            self._publish()
+
+    def set_fallback_chain(self, model_names: Iterable[str]) -> None:
+        """Models tried, in order, after the active one (duplicates are skipped)."""
+        if isinstance(model_names, (str, bytes)) or not isinstance(model_names, Iterable):
+            raise TypeError("model_names must be a list of model names")
+        names = tuple(model_names)
+        for n in names:
+            if not isinstance(n, str):
+                raise TypeError(f"model names must be str, not {type(n).__name__}")
+        with self._config_lock:
+            for n in names:
+                if n not in self._models:
+                    raise UnknownModelError(n)
+            self._chain = names
+            self._publish()
+
+    def _publish(self) -> None:
+        """Recomputes the route once per configuration change, never per request."""
+        order: list[str] = []
+        for n in ((self._active,) if self._active else ()) + self._chain:
+            if n not in order:
+                order.append(n)
+        plan = tuple(self._models[n] for n in order)
+        if plan:
+            self._set_route(tuple((m.name, m.serial) for m in plan), plan)
+        else:
+            self._set_route((), None)
+
+    @property
+    def active_model(self) -> str | None:
+        return self._active
+
+    @property
+    def fallback_chain(self) -> list[str]:
+        return list(self._chain)
+
+    def list_models(self) -> list[str]:
+        """Registered model names, in registration order."""
+        return list(self._models)
+
+    def _model(self, name: str) -> _Model:
+        try:
+            return self._models[name]
+        except (KeyError, TypeError):
+            raise UnknownModelError(name) from None
+
+    # ----------------------------------------------------------------- the sync path
+
+    def _generate_slow(
+        self,
+        prompt: str,
+        use_cache: bool,
+        kwargs: dict[str, Any] | None,
+        key: bytes | None,
+        plan: tuple[_Model, ...] | None,
+    ) -> str:
+        return self._complete(prompt, kwargs, key, plan)[0][0]
+
+    def _complete(
+        self,
+        prompt: str,
+        kwargs: dict[str, Any] | None,
+        key: bytes | None,
+        plan: tuple[_Model, ...] | None,
+    ) -> tuple[Record, int, Errors]:
+        if plan is None:
+            self._mstats.record_failure()
+            raise NoModelConfiguredError(
+                "no model configured: call set_active_model() or set_fallback_chain()"
+            )
+        result = self._route_sync(prompt, {} if kwargs is None else kwargs, plan)
+        if key is not None:
+            self._store(key, result[0])
+        return result
+
+    def _store(self, key: bytes, record: Record) -> None:
+        cache = self._cache
+        if cache is not None:
+            # Sized by text length: the byte bound tracks what responses weigh.
+            cache.put(key, record, len(record[0]) + 64)
+
+    def _call_sync(self, model: _Model, prompt: str, kwargs: dict[str, Any]) -> Any:
+        if not model.is_async:
+            return model.fn(prompt, kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return _run_blocking(model.fn(prompt, kwargs))
+        raise NonRetryableError(
+            f"model {model.name!r} is async: inside an event loop, call agenerate()"
+        )
+
+    def _route_sync(
+        self, prompt: str, kwargs: dict[str, Any], plan: tuple[_Model, ...]
+    ) -> tuple[Record, int, Errors]:
+        errors: Errors = []
+        retries = fallbacks = attempts = 0
+        max_retries = self.max_retries
+        finished = False
+        try:
+            for index, model in enumerate(plan):
+                if index:
+                    fallbacks += 1
+                core, stats = model.core, model.stats
+                attempt = 0
+                while True:
+                    permit = core.acquire()
+                    if not permit:
+                        self._short_circuit(model, errors)
+                        break
+                    attempt += 1
+                    attempts += 1
+                    if attempt > 1:
+                        retries += 1
+                    stats.record_attempt(attempt > 1)
+                    t0 = perf_counter()
+                    try:
+                        record = _normalise(self._call_sync(model, prompt, kwargs), prompt, model.name)
+                    except Exception as exc:
+                        stats.record_failure(perf_counter() - t0)
+                        core.on_failure(permit)
+                        errors.append((model.name, exc))
+                        self._log_failure(model, attempt, exc)
+                        if isinstance(exc, NonRetryableError) or attempt >= max_retries:
+                            break
+                        self._sleep(self.backoff.delay(attempt))
+                        continue
+                    except BaseException:
+                        core.release(permit)
+                        stats.record_cancelled()
+                        raise
+                    stats.record_success(perf_counter() - t0, record[2], record[3])
+                    core.on_success(permit)
+                    finished = True
+                    self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                    return record, attempts, errors
+            finished = True
+            self._mstats.record_failure(retries, fallbacks)
+            raise self._all_failed(errors)
+        except BaseException:
+            if not finished:
+                self._mstats.record_cancelled(retries, fallbacks)
+            raise
+
+    def _short_circuit(self, model: _Model, errors: Errors) -> None:
+        model.stats.record_short_circuit()
+        errors.append((model.name, CircuitBreakerOpenError(model.name, model.core.retry_after())))
+        logger.debug("skipping %r: circuit breaker open", model.name)
+
+    def _log_failure(self, model: _Model, attempt: int, exc: BaseException) -> None:
+        if logger.isEnabledFor(logging.WARNING):
+            logger.warning(
+                "model %r failed attempt %d/%d: %s",
+                model.name,
+                attempt,
+                self.max_retries,
+                describe(exc),
+            )
+            if model.core.state == "open":
+                logger.warning("circuit breaker for %r is open", model.name)
+
+    @staticmethod
+    def _all_failed(errors: Errors) -> AllModelsFailedError:
+        err = AllModelsFailedError(errors)
+        if errors:
+            err.__cause__ = errors[-1][1]
+        logger.error("%s", err)
+        return err
+
+    def generate_response(
+        self, prompt: str, use_cache: bool = True, **kwargs: Any
+    ) -> GenerationResult:
+        """Like :meth:`generate`, returning the text with the model that answered, whether
+        it came from the cache, the attempts made, the latency and the token usage."""
+        t0 = perf_counter()
+        hit, value, plan = self._enter(prompt, use_cache, kwargs)
+        if hit:
+            return _result(value, True, 0, perf_counter() - t0, [])
+        record, attempts, errors = self._complete(prompt, kwargs, value, plan)
+        return _result(record, False, attempts, perf_counter() - t0, errors)
+
+    # ----------------------------------------------------------------- the async path
+
+    async def agenerate(
+        self, prompt: str, use_cache: bool = True, *, timeout: float | None = None, **kwargs: Any
+    ) -> str:
+        """The async twin of :meth:`generate`. ``async def`` models are awaited; plain ones
+        run in a worker thread so the loop never blocks. ``timeout`` (seconds) bounds each
+        attempt, overriding the model's ``metadata['timeout']``; it is not passed on."""
+        hit, value, plan = self._enter(prompt, use_cache, kwargs)
+        if hit:
+            text: str = value[0]
+            return text
+        record, _, _ = await self._acomplete(prompt, kwargs, value, plan, timeout)
+        return record[0]
+
+    async def agenerate_response(
+        self, prompt: str, use_cache: bool = True, *, timeout: float | None = None, **kwargs: Any
+    ) -> GenerationResult:
+        """The async twin of :meth:`generate_response`."""
+        t0 = perf_counter()
+        hit, value, plan = self._enter(prompt, use_cache, kwargs)
+        if hit:
+            return _result(value, True, 0, perf_counter() - t0, [])
+        record, attempts, errors = await self._acomplete(prompt, kwargs, value, plan, timeout)
+        return _result(record, False, attempts, perf_counter() - t0, errors)
+
+    async def _acomplete(
+        self,
+        prompt: str,
+        kwargs: dict[str, Any] | None,
+        key: bytes | None,
+        plan: tuple[_Model, ...] | None,
+        timeout: float | None,
+    ) -> tuple[Record, int, Errors]:
+        if plan is None:
+            self._mstats.record_failure()
+            raise NoModelConfiguredError(
+                "no model configured: call set_active_model() or set_fallback_chain()"
+            )
+        if timeout is not None:
+            check_seconds("timeout", timeout)
+        result = await self._route_async(prompt, {} if kwargs is None else kwargs, plan, timeout)
+        if key is not None:
+            self._store(key, result[0])
+        return result
+
+    async def _call_async(
+        self, model: _Model, prompt: str, kwargs: dict[str, Any], timeout: float | None
+    ) -> Any:
+        limit = model.timeout if timeout is None else timeout
+        if model.is_async:
+            call = model.fn(prompt, kwargs)
+        else:
+            call = asyncio.to_thread(model.fn, prompt, kwargs)
+        if limit is None:
+            return await call
+        return await asyncio.wait_for(call, limit)
+
+    async def _route_async(
+        self,
+        prompt: str,
+        kwargs: dict[str, Any],
+        plan: tuple[_Model, ...],
+        timeout: float | None,
+    ) -> tuple[Record, int, Errors]:
+        errors: Errors = []
+        retries = fallbacks = attempts = 0
+        max_retries = self.max_retries
+        finished = False
+        try:
+            for index, model in enumerate(plan):
+                if index:
+                    fallbacks += 1
+                core, stats = model.core, model.stats
+                attempt = 0
+                while True:
+                    permit = core.acquire()
+                    if not permit:
+                        self._short_circuit(model, errors)
+                        break
+                    attempt += 1
+                    attempts += 1
+                    if attempt > 1:
+                        retries += 1
+                    stats.record_attempt(attempt > 1)
+                    t0 = perf_counter()
+                    try:
+                        out = await self._call_async(model, prompt, kwargs, timeout)
+                        record = _normalise(out, prompt, model.name)
+                    except Exception as exc:
+                        stats.record_failure(perf_counter() - t0)
+                        core.on_failure(permit)
+                        errors.append((model.name, exc))
+                        self._log_failure(model, attempt, exc)
+                        if isinstance(exc, NonRetryableError) or attempt >= max_retries:
+                            break
+                        await self._async_sleep(self.backoff.delay(attempt))
+                        continue
+                    except BaseException:
+                        core.release(permit)
+                        stats.record_cancelled()
+                        raise
+                    stats.record_success(perf_counter() - t0, record[2], record[3])
+                    core.on_success(permit)
+                    finished = True
+                    self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                    return record, attempts, errors
+            finished = True
+            self._mstats.record_failure(retries, fallbacks)
+            raise self._all_failed(errors)
+        except BaseException:
+            if not finished:
+                self._mstats.record_cancelled(retries, fallbacks)
+            raise
+
+    # ----------------------------------------------------------------- operations
+
+    def clear_cache(self) -> int:
+        """Drops every cached response; returns how many there were."""
+        cache = self._cache
+        return cache.clear() if cache is not None else 0
+
+    def reset_circuit_breaker(self, model_name: str) -> None:
+        """Closes ``model_name``'s breaker and forgets its failures."""
+        self._model(model_name).breaker.reset()
+        logger.info("circuit breaker for %r reset", model_name)
+
+    def get_model_info(self, model_name: str) -> dict[str, Any]:
+        """Name, metadata (secrets masked), stats and circuit breaker state of a model."""
+        m = self._model(model_name)
+        stats: dict[str, Any] = m.stats.snapshot()
+        if m.cost_in is not None or m.cost_out is not None:
+            stats["cost"] = (
+                stats["prompt_tokens"] * (m.cost_in or 0.0)
+                + stats["completion_tokens"] * (m.cost_out or 0.0)
+            ) / 1000.0
+        return {
+            "name": m.name,
+            "metadata": _secrets.redact_mapping(m.metadata),
+            "stats": stats,
+            "circuit_breaker_state": m.breaker.state,
+            "failure_count": m.breaker.failure_count,
+            "is_async": m.is_async,
+        }
+
+    def get_metrics(self) -> dict[str, Any]:
+        """Request-level totals. A cache hit counts as a request and a success."""
+        s: dict[str, Any] = self._mstats.snapshot()
+        total = s["total_requests"]
+        s["success_rate"] = s["successful_requests"] / total if total else 0.0
+        s["cache_hit_rate"] = s["cache_hits"] / total if total else 0.0
+        s["active_model"] = self._active
+        s["fallback_chain"] = list(self._chain)
+        cache = self._cache
+        s["cache_size"] = len(cache) if cache is not None else 0
+        return s
+
+    def reset_metrics(self) -> None:
+        """Zeroes the manager's and every model's counters."""
+        self._mstats.reset()
+        for m in list(self._models.values()):
+            m.stats.reset()
+
+    def __repr__(self) -> str:
+        return (
+            f"LLMManager(models={self.list_models()!r}, active={self._active!r}, "
+            f"chain={list(self._chain)!r}, caching={self.enable_caching})"
+        )
+
+
+def _result(
+    record: Record, cached: bool, attempts: int, latency: float, errors: Errors
+) -> GenerationResult:
+    text, model, pt, ct, estimated = record
+    return GenerationResult(
+        text=text,
+        model=model,
+        cached=cached,
+        attempts=attempts,
+        latency=latency,
+        usage=Usage(pt, ct, estimated),
+        errors=tuple(errors),
+    )
+
+
+__all__ = ["LLMError", "LLMManager"]
