@@ -63,7 +63,7 @@ class AllModelsFailedError(LLMError):
     def __init__(self, errors: Sequence[tuple[str, BaseException]]) -> None:
         self.errors: list[tuple[str, BaseException]] = list(errors)
         parts = "; ".join(f"{name}: {describe(exc)}" for name, exc in self.errors)
-        super().__init__(f"all models failed ({len(self.errors)} attempts): {parts}")
+        super().__init__(f"no model answered ({len(self.errors)} failures): {parts}")
 
 
 def describe(exc: BaseException) -> str:

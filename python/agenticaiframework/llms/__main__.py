@@ -1,0 +1,202 @@
+"""The demo: simulated providers behind a manager with a fallback chain.
+
+    python -m agenticaiframework.llms demo [--requests N] [--async] [--seed S]
+
+No API key and no network: three simulated models (one with an outage window) answer a
+stream of prompts with repeats, and the demo prints progress, then the metrics, each
+model's stats and its breaker state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from .errors import LLMError
+from .manager import LLMManager
+from .providers.simulated import SimulatedModel
+
+TOPICS = [
+    "quantum computing",
+    "circuit breakers",
+    "exponential backoff",
+    "vector databases",
+    "transformers",
+    "rate limits",
+    "caching strategies",
+    "agent planning",
+    "tokenizers",
+    "prompt injection",
+]
+
+
+def build_manager(seed: int, scale: float) -> LLMManager:
+    """Three simulated providers; the primary has an outage early in the run."""
+    llm = LLMManager(
+        max_retries=3,
+        enable_caching=True,
+        failure_threshold=4,
+        recovery_timeout=0.5 * scale,
+        backoff_base=0.005 * scale,
+        backoff_max=0.05 * scale,
+        jitter="equal",
+    )
+    llm.register_model(
+        "gpt-4",
+        SimulatedModel(
+            "gpt-4",
+            latency=0.004 * scale,
+            failure_rate=0.05,
+            outage=(0.4 * scale, 1.4 * scale),
+            seed=seed,
+        ),
+        {"provider": "openai", "max_tokens": 8192, "cost_per_1k_tokens": 0.03},
+    )
+    llm.register_model(
+        "claude-opus",
+        SimulatedModel("claude-opus", latency=0.006 * scale, failure_rate=0.10, seed=seed + 1),
+        {"provider": "anthropic", "max_tokens": 4096, "cost_per_1k_tokens": 0.015},
+    )
+    llm.register_model(
+        "local-llama",
+        SimulatedModel("local-llama", latency=0.01 * scale, failure_rate=0.0, seed=seed + 2),
+        {"provider": "local", "cost_per_1k_tokens": 0.0},
+    )
+    llm.set_active_model("gpt-4")
+    llm.set_fallback_chain(["gpt-4", "claude-opus", "local-llama"])
+    return llm
+
+
+def prompts(n: int, seed: int) -> list[str]:
+    """A stream with repeats: a few popular questions and a long tail."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        topic = TOPICS[min(int(rng.paretovariate(1.2)) - 1, len(TOPICS) - 1)]
+        variant = rng.randrange(60)
+        out.append(f"Explain {topic} in simple terms (variant {variant}).")
+    return out
+
+
+def _states(llm: LLMManager) -> str:
+    return " ".join(
+        f"{name}={llm.get_model_info(name)['circuit_breaker_state']}"
+        for name in llm.list_models()
+    )
+
+
+def _progress(llm: LLMManager, done: int, total: int, out: TextIO) -> None:
+    m = llm.get_metrics()
+    print(
+        f"  [{done:5d}/{total}] ok={m['successful_requests']:5d} "
+        f"failed={m['failed_requests']:3d} hits={m['cache_hits']:5d} "
+        f"retries={m['total_retries']:4d} fallbacks={m['fallbacks']:4d} | {_states(llm)}",
+        file=out,
+        flush=True,
+    )
+
+
+def report(llm: LLMManager, elapsed: float, out: TextIO) -> None:
+    m = llm.get_metrics()
+    print("\nMetrics", file=out)
+    for key in (
+        "total_requests",
+        "successful_requests",
+        "failed_requests",
+        "cache_hits",
+        "cache_misses",
+        "total_retries",
+        "fallbacks",
+        "total_tokens",
+    ):
+        print(f"  {key:<20} {m[key]}", file=out)
+    print(f"  {'success_rate':<20} {m['success_rate']:.2%}", file=out)
+    print(f"  {'cache_hit_rate':<20} {m['cache_hit_rate']:.2%}", file=out)
+    print(f"  {'wall time':<20} {elapsed:.2f}s", file=out)
+    print("\nModels", file=out)
+    header = (
+        f"  {'model':<12} {'breaker':<9} {'calls':>6} {'ok':>6} {'fail':>5} "
+        f"{'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} {'tokens':>7} {'cost $':>8}"
+    )
+    print(header, file=out)
+    for name in llm.list_models():
+        info = llm.get_model_info(name)
+        s = info["stats"]
+        print(
+            f"  {name:<12} {info['circuit_breaker_state']:<9} {s['requests']:>6} "
+            f"{s['successes']:>6} {s['failures']:>5} {s['short_circuits']:>7} "
+            f"{s['p50_latency'] * 1e3:>7.2f} {s['p99_latency'] * 1e3:>7.2f} "
+            f"{s['tokens']:>7} {s.get('cost', 0.0):>8.4f}",
+            file=out,
+        )
+
+
+def run_sync(llm: LLMManager, stream: Sequence[str], out: TextIO) -> None:
+    step = max(1, len(stream) // 10)
+    for i, prompt in enumerate(stream, 1):
+        try:
+            llm.generate(prompt, temperature=0.2)
+        except LLMError:
+            pass  # counted in the metrics; the demo keeps serving
+        if i % step == 0 or i == len(stream):
+            _progress(llm, i, len(stream), out)
+
+
+async def run_async(llm: LLMManager, stream: Sequence[str], out: TextIO, width: int) -> None:
+    step = max(1, len(stream) // 10)
+    done = 0
+
+    async def one(prompt: str) -> None:
+        nonlocal done
+        try:
+            await llm.agenerate(prompt, temperature=0.2)
+        except LLMError:
+            pass
+        done += 1
+        if done % step == 0 or done == len(stream):
+            _progress(llm, done, len(stream), out)
+
+    for start in range(0, len(stream), width):
+        await asyncio.gather(*(one(p) for p in stream[start : start + width]))
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agenticaiframework.llms")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run simulated models behind a fallback chain")
+    demo.add_argument("--requests", type=int, default=1500)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--async", dest="use_async", action="store_true")
+    demo.add_argument("--concurrency", type=int, default=50)
+    demo.add_argument(
+        "--time-scale", type=float, default=1.0, help="scale every latency and timeout"
+    )
+    args = parser.parse_args(argv)
+    if args.requests < 1:
+        parser.error("--requests must be >= 1")
+
+    llm = build_manager(args.seed, args.time_scale)
+    stream = prompts(args.requests, args.seed)
+    mode = f"asyncio, {args.concurrency} at a time" if args.use_async else "sync"
+    print(
+        f"agenticaiframework demo: {len(stream)} prompts ({len(set(stream))} distinct), "
+        f"{mode}; route {llm.active_model} -> {llm.fallback_chain[1:]}; gpt-4 has an outage "
+        f"from {0.4 * args.time_scale:.1f}s to {1.4 * args.time_scale:.1f}s",
+        file=out,
+    )
+    t0 = time.perf_counter()
+    if args.use_async:
+        asyncio.run(run_async(llm, stream, out, args.concurrency))
+    else:
+        run_sync(llm, stream, out)
+    report(llm, time.perf_counter() - t0, out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
