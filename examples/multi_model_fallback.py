@@ -23,14 +23,18 @@ def anthropic_inference(prompt: str, kwargs: dict) -> str:
 
 # Register models
 llm.register_model("gpt-4", openai_inference, {"provider": "openai", "max_tokens": 8192})
-llm.register_model("claude-opus", anthropic_inference, {"provider": "anthropic", "max_tokens": 4096})
+llm.register_model(
+    "claude-opus", anthropic_inference, {"provider": "anthropic", "max_tokens": 4096}
+)
 
 # Configure fallback
 llm.set_active_model("gpt-4")
 llm.set_fallback_chain(["gpt-4", "claude-opus"])
 
 # Use with automatic fallback
-response = llm.generate(prompt="Analyze the impact of AI on society", temperature=0.7, max_tokens=1000)
+response = llm.generate(
+    prompt="Analyze the impact of AI on society", temperature=0.7, max_tokens=1000
+)
 print(response)
 
 # Monitor performance

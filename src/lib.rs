@@ -21,6 +21,8 @@ mod py_key;
 mod py_manager;
 #[cfg(feature = "python")]
 mod py_metrics;
+#[cfg(feature = "python")]
+mod py_model;
 
 /// Every structure is atomics or short `parking_lot` locks that never wrap Python code,
 /// so the module is sound without the GIL (`gil_used = false`).
@@ -35,4 +37,6 @@ mod _native {
     use crate::py_manager::ManagerCore;
     #[pymodule_export]
     use crate::py_metrics::{ManagerStats, ModelStats};
+    #[pymodule_export]
+    use crate::py_model::ModelCore;
 }

@@ -27,10 +27,7 @@ struct Route {
 /// What one request resolved to on entry.
 enum Entry {
     Hit(Py<PyAny>),
-    Miss {
-        key: Option<Key>,
-        route: Arc<Route>,
-    },
+    Miss { key: Option<Key>, route: Arc<Route> },
 }
 
 #[pyclass(subclass, frozen, module = "agenticaiframework._native")]

@@ -70,7 +70,7 @@ pub mod c {
     ];
 }
 
-fn count(n: i64, what: &str) -> PyResult<u64> {
+pub fn count(n: i64, what: &str) -> PyResult<u64> {
     u64::try_from(n).map_err(|_| PyValueError::new_err(format!("{what} must be >= 0, got {n}")))
 }
 
@@ -176,6 +176,29 @@ pub struct ModelStats {
     pub latency: Histogram,
 }
 
+impl ModelStats {
+    pub fn attempt(&self, retry: bool) {
+        self.c.start(c::ATTEMPTS, 1);
+        if retry {
+            self.c.start(c::RETRIES, 1);
+        }
+    }
+
+    pub fn success(&self, ns: u64, prompt_tokens: u64, completion_tokens: u64) {
+        self.latency.record(ns);
+        self.c.finish(c::PROMPT_TOKENS, prompt_tokens);
+        self.c.finish(c::COMPLETION_TOKENS, completion_tokens);
+        self.c
+            .finish(c::TOKENS, prompt_tokens.saturating_add(completion_tokens));
+        self.c.finish(c::SUCCESSES, 1);
+    }
+
+    pub fn failure(&self, ns: u64) {
+        self.latency.record(ns);
+        self.c.finish(c::FAILURES, 1);
+    }
+}
+
 #[pymethods]
 impl ModelStats {
     #[new]
@@ -186,10 +209,7 @@ impl ModelStats {
     /// An attempt began; `retry` when it is not the model's first attempt for the request.
     #[pyo3(signature = (retry=false))]
     fn record_attempt(&self, retry: bool) {
-        self.c.start(c::ATTEMPTS, 1);
-        if retry {
-            self.c.start(c::RETRIES, 1);
-        }
+        self.attempt(retry);
     }
 
     #[pyo3(signature = (latency, prompt_tokens=0, completion_tokens=0))]
@@ -204,17 +224,12 @@ impl ModelStats {
             count(prompt_tokens, "prompt_tokens")?,
             count(completion_tokens, "completion_tokens")?,
         );
-        self.latency.record(ns);
-        self.c.finish(c::PROMPT_TOKENS, p);
-        self.c.finish(c::COMPLETION_TOKENS, q);
-        self.c.finish(c::TOKENS, p + q);
-        self.c.finish(c::SUCCESSES, 1);
+        self.success(ns, p, q);
         Ok(())
     }
 
     fn record_failure(&self, latency: f64) -> PyResult<()> {
-        self.latency.record(latency_ns(latency)?);
-        self.c.finish(c::FAILURES, 1);
+        self.failure(latency_ns(latency)?);
         Ok(())
     }
 

@@ -85,8 +85,7 @@ def prompts(n: int, seed: int) -> list[str]:
 
 def _states(llm: LLMManager) -> str:
     return " ".join(
-        f"{name}={llm.get_model_info(name)['circuit_breaker_state']}"
-        for name in llm.list_models()
+        f"{name}={llm.get_model_info(name)['circuit_breaker_state']}" for name in llm.list_models()
     )
 
 

@@ -83,9 +83,7 @@ class CircuitBreaker:
         core.on_success(permit)
         return result
 
-    async def acall(
-        self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    async def acall(self, func: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Awaits ``func(*args, **kwargs)`` under the breaker."""
         core = self._core
         permit = core.acquire()

@@ -16,9 +16,9 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from time import perf_counter
-from typing import Any, TypeAlias
+from typing import Any, NoReturn, TypeAlias
 
-from .._native import ManagerCore, ModelStats, ResponseCache
+from .._native import ManagerCore, ModelCore, ModelStats, ResponseCache
 from . import _secrets
 from ._validate import check_count, check_seconds
 from .circuit_breaker import CircuitBreaker, native_clock
@@ -55,6 +55,7 @@ class _Model:
         "is_async",
         "metadata",
         "name",
+        "rt",
         "serial",
         "stats",
         "timeout",
@@ -75,6 +76,7 @@ class _Model:
         self.breaker = breaker
         self.core = breaker.core
         self.stats = ModelStats()
+        self.rt = ModelCore(self.core, self.stats)
         self.serial = serial
         self.timeout = check_seconds(
             "metadata['timeout']", metadata.get("timeout"), allow_none=True
@@ -309,7 +311,8 @@ class LLMManager(ManagerCore):
         key: bytes | None,
         plan: tuple[_Model, ...] | None,
     ) -> str:
-        return self._complete(prompt, kwargs, key, plan)[0][0]
+        record = self._complete(prompt, kwargs, key, plan)[0]
+        return record[0]
 
     def _complete(
         self,
@@ -319,14 +322,17 @@ class LLMManager(ManagerCore):
         plan: tuple[_Model, ...] | None,
     ) -> tuple[Record, int, Errors]:
         if plan is None:
-            self._mstats.record_failure()
-            raise NoModelConfiguredError(
-                "no model configured: call set_active_model() or set_fallback_chain()"
-            )
+            self._no_route()
         result = self._route_sync(prompt, {} if kwargs is None else kwargs, plan)
         if key is not None:
             self._store(key, result[0])
         return result
+
+    def _no_route(self) -> NoReturn:
+        self._mstats.record_failure()
+        raise NoModelConfiguredError(
+            "no model configured: call set_active_model() or set_fallback_chain()"
+        )
 
     def _store(self, key: bytes, record: Record) -> None:
         cache = self._cache
@@ -353,27 +359,37 @@ class LLMManager(ManagerCore):
         max_retries = self.max_retries
         finished = False
         try:
-            for index, model in enumerate(plan):
-                if index:
-                    fallbacks += 1
-                core, stats = model.core, model.stats
+            for model in plan:
+                rt = model.rt
                 attempt = 0
                 while True:
-                    permit = core.acquire()
-                    if not permit:
+                    token = rt.begin(attempt > 0)
+                    if not token:
                         self._short_circuit(model, errors)
                         break
+                    if attempt:
+                        retries += 1
                     attempt += 1
                     attempts += 1
-                    if attempt > 1:
-                        retries += 1
-                    stats.record_attempt(attempt > 1)
-                    t0 = perf_counter()
                     try:
-                        record = _normalise(self._call_sync(model, prompt, kwargs), prompt, model.name)
+                        out = (
+                            self._call_sync(model, prompt, kwargs)
+                            if model.is_async
+                            else model.fn(prompt, kwargs)
+                        )
+                        if type(out) is str:
+                            # The common case, inlined: a plain str answer, usage estimated.
+                            record: Record = (
+                                out,
+                                model.name,
+                                (len(prompt) + 3) >> 2,
+                                (len(out) + 3) >> 2,
+                                True,
+                            )
+                        else:
+                            record = _normalise(out, prompt, model.name)
                     except Exception as exc:
-                        stats.record_failure(perf_counter() - t0)
-                        core.on_failure(permit)
+                        rt.failure(token)
                         errors.append((model.name, exc))
                         self._log_failure(model, attempt, exc)
                         if isinstance(exc, NonRetryableError) or attempt >= max_retries:
@@ -381,16 +397,15 @@ class LLMManager(ManagerCore):
                         self._sleep(self.backoff.delay(attempt))
                         continue
                     except BaseException:
-                        core.release(permit)
-                        stats.record_cancelled()
+                        rt.cancel(token)
                         raise
-                    stats.record_success(perf_counter() - t0, record[2], record[3])
-                    core.on_success(permit)
+                    rt.success(token, record[2], record[3])
                     finished = True
                     self._mstats.record_success(record[2] + record[3], retries, fallbacks)
                     return record, attempts, errors
+                fallbacks += 1
             finished = True
-            self._mstats.record_failure(retries, fallbacks)
+            self._mstats.record_failure(retries, fallbacks - 1)
             raise self._all_failed(errors)
         except BaseException:
             if not finished:
@@ -398,7 +413,7 @@ class LLMManager(ManagerCore):
             raise
 
     def _short_circuit(self, model: _Model, errors: Errors) -> None:
-        model.stats.record_short_circuit()
+        # ModelCore.begin() has counted the short-circuit.
         errors.append((model.name, CircuitBreakerOpenError(model.name, model.core.retry_after())))
         logger.debug("skipping %r: circuit breaker open", model.name)
 
@@ -469,10 +484,7 @@ class LLMManager(ManagerCore):
         timeout: float | None,
     ) -> tuple[Record, int, Errors]:
         if plan is None:
-            self._mstats.record_failure()
-            raise NoModelConfiguredError(
-                "no model configured: call set_active_model() or set_fallback_chain()"
-            )
+            self._no_route()
         if timeout is not None:
             check_seconds("timeout", timeout)
         result = await self._route_async(prompt, {} if kwargs is None else kwargs, plan, timeout)
@@ -504,28 +516,23 @@ class LLMManager(ManagerCore):
         max_retries = self.max_retries
         finished = False
         try:
-            for index, model in enumerate(plan):
-                if index:
-                    fallbacks += 1
-                core, stats = model.core, model.stats
+            for model in plan:
+                rt = model.rt
                 attempt = 0
                 while True:
-                    permit = core.acquire()
-                    if not permit:
+                    token = rt.begin(attempt > 0)
+                    if not token:
                         self._short_circuit(model, errors)
                         break
+                    if attempt:
+                        retries += 1
                     attempt += 1
                     attempts += 1
-                    if attempt > 1:
-                        retries += 1
-                    stats.record_attempt(attempt > 1)
-                    t0 = perf_counter()
                     try:
                         out = await self._call_async(model, prompt, kwargs, timeout)
                         record = _normalise(out, prompt, model.name)
                     except Exception as exc:
-                        stats.record_failure(perf_counter() - t0)
-                        core.on_failure(permit)
+                        rt.failure(token)
                         errors.append((model.name, exc))
                         self._log_failure(model, attempt, exc)
                         if isinstance(exc, NonRetryableError) or attempt >= max_retries:
@@ -533,16 +540,15 @@ class LLMManager(ManagerCore):
                         await self._async_sleep(self.backoff.delay(attempt))
                         continue
                     except BaseException:
-                        core.release(permit)
-                        stats.record_cancelled()
+                        rt.cancel(token)
                         raise
-                    stats.record_success(perf_counter() - t0, record[2], record[3])
-                    core.on_success(permit)
+                    rt.success(token, record[2], record[3])
                     finished = True
                     self._mstats.record_success(record[2] + record[3], retries, fallbacks)
                     return record, attempts, errors
+                fallbacks += 1
             finished = True
-            self._mstats.record_failure(retries, fallbacks)
+            self._mstats.record_failure(retries, fallbacks - 1)
             raise self._all_failed(errors)
         except BaseException:
             if not finished:

@@ -73,9 +73,7 @@ class SimulatedModel:
 
     def _answer(self, prompt: str) -> LLMResponse:
         text = f"[{self.name}] answer to: {prompt[:60]}"
-        return LLMResponse(
-            text, estimate_tokens(prompt), estimate_tokens(text), model=self.name
-        )
+        return LLMResponse(text, estimate_tokens(prompt), estimate_tokens(text), model=self.name)
 
     def __call__(self, prompt: str, kwargs: dict[str, Any]) -> LLMResponse:
         delay, err = self._plan()

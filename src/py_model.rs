@@ -1,0 +1,109 @@
+//! `ModelCore`: one model's breaker and counters behind two native calls per attempt.
+//!
+//! `begin` asks the breaker for a permit and counts the attempt (or the short-circuit),
+//! and stamps the start time; the returned token carries both, so `success`/`failure`
+//! report the outcome and the latency in one more call. Concurrent attempts on the same
+//! model each hold their own token: nothing per-attempt is stored here.
+
+use crate::breaker::Permit;
+use crate::py_breaker::{permit_from_int, BreakerCore};
+use crate::py_metrics::{count, ModelStats};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+fn origin() -> Instant {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(Instant::now)
+}
+
+fn now_ns() -> u64 {
+    u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX >> 2)
+}
+
+/// Token layout: low 2 bits the permit (1 normal, 2 trial), the rest the start time in ns.
+fn split(token: i64) -> PyResult<(Permit, u64)> {
+    let t = u64::try_from(token)
+        .map_err(|_| PyValueError::new_err("token must come from ModelCore.begin()"))?;
+    let permit = permit_from_int((t & 3) as u8)?;
+    if permit == Permit::Rejected {
+        return Err(PyValueError::new_err(
+            "a rejected attempt (token 0) has no outcome to report",
+        ));
+    }
+    Ok((permit, t >> 2))
+}
+
+#[pyclass(frozen, module = "agenticaiframework._native")]
+pub struct ModelCore {
+    breaker: Py<BreakerCore>,
+    stats: Py<ModelStats>,
+}
+
+#[pymethods]
+impl ModelCore {
+    #[new]
+    fn new(breaker: Py<BreakerCore>, stats: Py<ModelStats>) -> Self {
+        ModelCore { breaker, stats }
+    }
+
+    /// Starts an attempt: 0 when the breaker rejects it (counted as a short-circuit),
+    /// else a token for `success`/`failure`/`cancel`.
+    #[pyo3(signature = (retry=false))]
+    fn begin(&self, py: Python<'_>, retry: bool) -> PyResult<i64> {
+        let permit = self.breaker.get().acquire_native(py)?;
+        let stats = self.stats.get();
+        if permit == Permit::Rejected {
+            stats.c.finish(crate::py_metrics::c::SHORT_CIRCUITS, 1);
+            return Ok(0);
+        }
+        stats.attempt(retry);
+        let p: u64 = if permit == Permit::Trial { 2 } else { 1 };
+        // 2^61 ns is 73 years of process uptime: the token always fits an i64.
+        Ok((((now_ns() & ((1 << 61) - 1)) << 2) | p) as i64)
+    }
+
+    /// Reports success of the attempt `token`, with its token usage.
+    #[pyo3(signature = (token, prompt_tokens=0, completion_tokens=0))]
+    fn success(&self, token: i64, prompt_tokens: i64, completion_tokens: i64) -> PyResult<()> {
+        let (permit, start) = split(token)?;
+        let (p, q) = (
+            count(prompt_tokens, "prompt_tokens")?,
+            count(completion_tokens, "completion_tokens")?,
+        );
+        self.stats
+            .get()
+            .success(now_ns().saturating_sub(start), p, q);
+        self.breaker.get().core().on_success(permit);
+        Ok(())
+    }
+
+    /// Reports failure of the attempt `token`.
+    fn failure(&self, py: Python<'_>, token: i64) -> PyResult<()> {
+        let (permit, start) = split(token)?;
+        self.stats.get().failure(now_ns().saturating_sub(start));
+        self.breaker.get().failure_native(py, permit)
+    }
+
+    /// The attempt ended without an outcome (a BaseException): the permit is returned.
+    fn cancel(&self, token: i64) -> PyResult<()> {
+        let (permit, _) = split(token)?;
+        self.stats
+            .get()
+            .c
+            .finish(crate::py_metrics::c::CANCELLED, 1);
+        self.breaker.get().core().release(permit);
+        Ok(())
+    }
+
+    #[getter]
+    fn breaker(&self, py: Python<'_>) -> Py<BreakerCore> {
+        self.breaker.clone_ref(py)
+    }
+
+    #[getter]
+    fn stats(&self, py: Python<'_>) -> Py<ModelStats> {
+        self.stats.clone_ref(py)
+    }
+}
