@@ -16,10 +16,12 @@ pub mod m {
     pub const RETRIES: usize = 6;
     pub const TOKENS: usize = 7;
     pub const FALLBACKS: usize = 8;
-    pub const N: usize = 9;
+    pub const COALESCED: usize = 9;
+    pub const N: usize = 10;
     /// Outcomes before starts (see `metrics`).
     pub const ORDER: [usize; N] = [
-        SUCCESSES, FAILURES, CANCELLED, HITS, MISSES, RETRIES, TOKENS, FALLBACKS, REQUESTS,
+        SUCCESSES, FAILURES, CANCELLED, HITS, MISSES, RETRIES, TOKENS, FALLBACKS, COALESCED,
+        REQUESTS,
     ];
     pub const NAMES: [&str; N] = [
         "total_requests",
@@ -31,6 +33,7 @@ pub mod m {
         "total_retries",
         "total_tokens",
         "fallbacks",
+        "coalesced_requests",
     ];
 }
 
@@ -141,6 +144,26 @@ impl ManagerStats {
         self.c.finish(m::FALLBACKS, f);
         self.c.finish(m::FAILURES, 1);
         Ok(())
+    }
+
+    /// Work done upstream on behalf of a shared (single-flight) call: counted once, by
+    /// the work, while each waiting request records only its own outcome.
+    #[pyo3(signature = (tokens=0, retries=0, fallbacks=0))]
+    fn record_work(&self, tokens: i64, retries: i64, fallbacks: i64) -> PyResult<()> {
+        let (t, r, f) = (
+            count(tokens, "tokens")?,
+            count(retries, "retries")?,
+            count(fallbacks, "fallbacks")?,
+        );
+        self.c.finish(m::TOKENS, t);
+        self.c.finish(m::RETRIES, r);
+        self.c.finish(m::FALLBACKS, f);
+        Ok(())
+    }
+
+    /// A request that waited for an identical in-flight request instead of calling.
+    fn record_coalesced(&self) {
+        self.c.finish(m::COALESCED, 1);
     }
 
     /// A request ended by a BaseException (cancellation, KeyboardInterrupt).

@@ -34,6 +34,15 @@ from .errors import (
 )
 from .response import GenerationResult, LLMResponse, Usage, estimate_tokens
 from .retry import Backoff, Jitter
+from .singleflight import (
+    LeaderAborted,
+    SingleFlight,
+    blocks_own_loop,
+    lead,
+    leading,
+    unlead,
+    wait_async,
+)
 
 logger = logging.getLogger("agenticaiframework.llms")
 
@@ -41,6 +50,8 @@ InferenceFn: TypeAlias = Callable[[str, dict[str, Any]], Any]
 # (text, model, prompt_tokens, completion_tokens, estimated): what the cache stores.
 Record: TypeAlias = tuple[str, str, int, int, bool]
 Errors: TypeAlias = list[tuple[str, BaseException]]
+# What a route run produces: the record, the attempts made, the failures before it.
+Outcome: TypeAlias = tuple[Record, int, Errors]
 
 
 class _Model:
@@ -163,6 +174,7 @@ class LLMManager(ManagerCore):
         async_sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         hash_secret: bytes | None = None,
+        single_flight: bool = True,
     ) -> None:
         self.max_retries = check_count("max_retries", max_retries)
         if not isinstance(enable_caching, bool):
@@ -186,6 +198,8 @@ class LLMManager(ManagerCore):
         assert base is not None and cap is not None
         self.backoff = Backoff(base, cap, jitter)
         self.enable_caching = enable_caching
+        self.single_flight = bool(single_flight)
+        self._flights: SingleFlight[Outcome] = SingleFlight()
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._clock = clock
@@ -320,13 +334,59 @@ class LLMManager(ManagerCore):
         kwargs: dict[str, Any] | None,
         key: bytes | None,
         plan: tuple[_Model, ...] | None,
-    ) -> tuple[Record, int, Errors]:
+    ) -> Outcome:
         if plan is None:
             self._no_route()
-        result = self._route_sync(prompt, {} if kwargs is None else kwargs, plan)
-        if key is not None:
-            self._store(key, result[0])
-        return result
+        kw = {} if kwargs is None else kwargs
+        if key is None or not self.single_flight or leading(key):
+            result = self._route_sync(prompt, kw, plan, True)
+            if key is not None:
+                self._store(key, result[0])
+            return result
+        return self._complete_shared(prompt, kw, key, plan)
+
+    def _complete_shared(
+        self, prompt: str, kw: dict[str, Any], key: bytes, plan: tuple[_Model, ...]
+    ) -> Outcome:
+        """Single-flight for threads: one leader calls, followers wait for its outcome."""
+        stats = self._mstats
+        while True:
+            flight, leader = self._flights.join(key)
+            if leader:
+                token = lead(key)
+                try:
+                    result = self._route_sync(prompt, kw, plan, True)
+                except Exception as exc:
+                    self._flights.finish(key, flight, error=exc)
+                    raise
+                except BaseException:
+                    self._flights.finish(key, flight, error=LeaderAborted())
+                    raise
+                finally:
+                    unlead(token)
+                self._store(key, result[0])
+                self._flights.finish(key, flight, result=result)
+                return result
+            if blocks_own_loop(flight):
+                # Called synchronously on the very loop doing the work: waiting would
+                # deadlock it, so this request makes its own call.
+                result = self._route_sync(prompt, kw, plan, True)
+                self._store(key, result[0])
+                return result
+            try:
+                record = flight.future.result()[0]
+            except LeaderAborted:
+                continue
+            except Exception:
+                stats.record_coalesced()
+                stats.record_failure()
+                raise
+            except BaseException:
+                stats.record_cancelled()
+                raise
+            stats.record_coalesced()
+            stats.record_success()
+            return record, 0, []
 
     def _no_route(self) -> NoReturn:
         self._mstats.record_failure()
@@ -352,8 +412,10 @@ class LLMManager(ManagerCore):
         )
 
     def _route_sync(
-        self, prompt: str, kwargs: dict[str, Any], plan: tuple[_Model, ...]
-    ) -> tuple[Record, int, Errors]:
+        self, prompt: str, kwargs: dict[str, Any], plan: tuple[_Model, ...], outcome: bool
+    ) -> Outcome:
+        """Walks the route for one request. ``outcome``: also count the request's success
+        or failure (False when the work is shared and each waiter counts its own)."""
         errors: Errors = []
         retries = fallbacks = attempts = 0
         max_retries = self.max_retries
@@ -401,15 +463,24 @@ class LLMManager(ManagerCore):
                         raise
                     rt.success(token, record[2], record[3])
                     finished = True
-                    self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                    if outcome:
+                        self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                    else:
+                        self._mstats.record_work(record[2] + record[3], retries, fallbacks)
                     return record, attempts, errors
                 fallbacks += 1
             finished = True
-            self._mstats.record_failure(retries, fallbacks - 1)
+            if outcome:
+                self._mstats.record_failure(retries, fallbacks - 1)
+            else:
+                self._mstats.record_work(0, retries, fallbacks - 1)
             raise self._all_failed(errors)
         except BaseException:
             if not finished:
-                self._mstats.record_cancelled(retries, fallbacks)
+                if outcome:
+                    self._mstats.record_cancelled(retries, fallbacks)
+                else:
+                    self._mstats.record_work(0, retries, fallbacks)
             raise
 
     def _short_circuit(self, model: _Model, errors: Errors) -> None:
@@ -482,15 +553,67 @@ class LLMManager(ManagerCore):
         key: bytes | None,
         plan: tuple[_Model, ...] | None,
         timeout: float | None,
-    ) -> tuple[Record, int, Errors]:
+    ) -> Outcome:
         if plan is None:
             self._no_route()
         if timeout is not None:
             check_seconds("timeout", timeout)
-        result = await self._route_async(prompt, {} if kwargs is None else kwargs, plan, timeout)
-        if key is not None:
-            self._store(key, result[0])
-        return result
+        kw = {} if kwargs is None else kwargs
+        if key is None or not self.single_flight or leading(key):
+            result = await self._route_async(prompt, kw, plan, timeout, True)
+            if key is not None:
+                self._store(key, result[0])
+            return result
+        stats = self._mstats
+        while True:
+            loop = asyncio.get_running_loop()
+            flight, leader = self._flights.join(key, loop)
+            if leader:
+                # The work runs in its own task: cancelling any waiter, the first one
+                # included, never cancels what the others wait for.
+                flight.task = loop.create_task(
+                    self._shared_async(key, flight, prompt, kw, plan, timeout)
+                )
+            try:
+                result = await wait_async(flight)
+            except LeaderAborted:
+                continue
+            except Exception:
+                if not leader:
+                    stats.record_coalesced()
+                stats.record_failure()
+                raise
+            except BaseException:
+                stats.record_cancelled()
+                raise
+            if not leader:
+                stats.record_coalesced()
+                result = (result[0], 0, [])
+            stats.record_success()
+            return result
+
+    async def _shared_async(
+        self,
+        key: bytes,
+        flight: Any,
+        prompt: str,
+        kw: dict[str, Any],
+        plan: tuple[_Model, ...],
+        timeout: float | None,
+    ) -> None:
+        token = lead(key)
+        try:
+            result = await self._route_async(prompt, kw, plan, timeout, False)
+        except Exception as exc:
+            self._flights.finish(key, flight, error=exc)
+            return
+        except BaseException:
+            self._flights.finish(key, flight, error=LeaderAborted())
+            raise
+        finally:
+            unlead(token)
+        self._store(key, result[0])
+        self._flights.finish(key, flight, result=result)
 
     async def _call_async(
         self, model: _Model, prompt: str, kwargs: dict[str, Any], timeout: float | None
@@ -510,7 +633,9 @@ class LLMManager(ManagerCore):
         kwargs: dict[str, Any],
         plan: tuple[_Model, ...],
         timeout: float | None,
-    ) -> tuple[Record, int, Errors]:
+        outcome: bool,
+    ) -> Outcome:
+        """The async twin of :meth:`_route_sync`."""
         errors: Errors = []
         retries = fallbacks = attempts = 0
         max_retries = self.max_retries
@@ -544,15 +669,24 @@ class LLMManager(ManagerCore):
                         raise
                     rt.success(token, record[2], record[3])
                     finished = True
-                    self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                    if outcome:
+                        self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                    else:
+                        self._mstats.record_work(record[2] + record[3], retries, fallbacks)
                     return record, attempts, errors
                 fallbacks += 1
             finished = True
-            self._mstats.record_failure(retries, fallbacks - 1)
+            if outcome:
+                self._mstats.record_failure(retries, fallbacks - 1)
+            else:
+                self._mstats.record_work(0, retries, fallbacks - 1)
             raise self._all_failed(errors)
         except BaseException:
             if not finished:
-                self._mstats.record_cancelled(retries, fallbacks)
+                if outcome:
+                    self._mstats.record_cancelled(retries, fallbacks)
+                else:
+                    self._mstats.record_work(0, retries, fallbacks)
             raise
 
     # ----------------------------------------------------------------- operations
