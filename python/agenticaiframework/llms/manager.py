@@ -41,7 +41,6 @@ from .singleflight import (
     lead,
     leading,
     unlead,
-    wait_async,
 )
 
 logger = logging.getLogger("agenticaiframework.llms")
@@ -374,7 +373,7 @@ class LLMManager(ManagerCore):
                 self._store(key, result[0])
                 return result
             try:
-                record = flight.future.result()[0]
+                record = self._flights.wait(flight)[0]
             except LeaderAborted:
                 continue
             except Exception:
@@ -575,7 +574,7 @@ class LLMManager(ManagerCore):
                     self._shared_async(key, flight, prompt, kw, plan, timeout)
                 )
             try:
-                result = await wait_async(flight)
+                result = await self._flights.wait_async(flight)
             except LeaderAborted:
                 continue
             except Exception:
