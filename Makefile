@@ -4,7 +4,7 @@ VENV := $(abspath .venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
-.PHONY: demo test build lint rust-test py-test bench-quick fmt clean
+.PHONY: demo test build lint stubtest wheel-check rust-test py-test fmt clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -37,7 +37,19 @@ py-test: build
 	$(BIN)/python -m pytest benches -q -p no:cacheprovider \
 		--benchmark-min-rounds=3 --benchmark-max-time=0.005 --benchmark-warmup=off
 
-test: rust-test lint py-test
+# The stubs must match what the extension really exports.
+stubtest: build
+	$(BIN)/python -m mypy.stubtest agenticaiframework._native
+
+# The wheel a user installs: built fresh, installed into an empty venv, imported.
+wheel-check: $(STAMP)
+	rm -rf target/wheels target/wheel-venv
+	VIRTUAL_ENV=$(VENV) $(BIN)/maturin build --release -q --out target/wheels
+	$(PY) -m venv target/wheel-venv
+	target/wheel-venv/bin/pip install -q target/wheels/*.whl
+	cd /tmp && $(abspath target/wheel-venv)/bin/python -c "import agenticaiframework._native as n, agenticaiframework.llms as l, importlib.resources as r; assert r.files('agenticaiframework').joinpath('py.typed').is_file() and r.files('agenticaiframework').joinpath('_native.pyi').is_file(); print('wheel ok:', n.__file__)"
+
+test: rust-test lint stubtest py-test wheel-check
 
 fmt: $(STAMP)
 	cargo fmt

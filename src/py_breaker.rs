@@ -128,13 +128,13 @@ impl BreakerCore {
         Ok(permit_to_int(self.acquire_native(py)?))
     }
 
-    #[pyo3(signature = (permit=PERMIT_NORMAL))]
+    #[pyo3(signature = (permit=1))]
     fn on_success(&self, permit: u8) -> PyResult<()> {
         self.core.on_success(permit_from_int(permit)?);
         Ok(())
     }
 
-    #[pyo3(signature = (permit=PERMIT_NORMAL))]
+    #[pyo3(signature = (permit=1))]
     fn on_failure(&self, py: Python<'_>, permit: u8) -> PyResult<()> {
         self.failure_native(py, permit_from_int(permit)?)
     }

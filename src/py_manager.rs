@@ -62,7 +62,7 @@ impl ManagerCore {
         &self,
         py: Python<'_>,
         prompt: &Bound<'_, PyAny>,
-        use_cache: Option<&Bound<'_, PyAny>>,
+        use_cache: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Entry> {
         let Ok(text) = prompt.cast::<PyString>() else {
@@ -70,10 +70,6 @@ impl ManagerCore {
                 "prompt must be str, not {}",
                 type_name(prompt)
             )));
-        };
-        let use_cache = match use_cache {
-            None => true,
-            Some(u) => u.is_truthy()?,
         };
         let route = self.route.load_full();
         let stats = self.stats.get();
@@ -152,11 +148,11 @@ impl ManagerCore {
 
     /// Generates text for `prompt`: a cache hit is answered here; the rest goes to
     /// `_generate_slow(prompt, use_cache, kwargs, key, plan)`.
-    #[pyo3(signature = (prompt, use_cache=None, **kwargs))]
+    #[pyo3(signature = (prompt, use_cache=true, **kwargs))]
     fn generate(
         slf: &Bound<'_, Self>,
         prompt: &Bound<'_, PyAny>,
-        use_cache: Option<&Bound<'_, PyAny>>,
+        use_cache: bool,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
@@ -164,7 +160,6 @@ impl ManagerCore {
             // Records are (text, model, prompt_tokens, completion_tokens).
             Entry::Hit(record) => Ok(record.bind(py).get_item(0)?.unbind()),
             Entry::Miss { key, route } => {
-                let use_cache = use_cache.map_or(Ok(true), |u| u.is_truthy())?;
                 let key = key.map(|k| key_to_py(py, k));
                 Ok(slf
                     .call_method1(
@@ -178,12 +173,12 @@ impl ManagerCore {
 
     /// The entry alone, for the Python paths (async, result objects): `(True, record, None)`
     /// on a hit, `(False, key or None, plan)` otherwise. Counts like `generate`.
-    #[pyo3(signature = (prompt, use_cache=None, kwargs=None))]
+    #[pyo3(signature = (prompt, use_cache=true, kwargs=None))]
     fn _enter<'py>(
         &self,
         py: Python<'py>,
         prompt: &Bound<'py, PyAny>,
-        use_cache: Option<&Bound<'py, PyAny>>,
+        use_cache: bool,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
         match self.enter(py, prompt, use_cache, kwargs)? {

@@ -3,7 +3,18 @@
 from collections.abc import Callable, Mapping
 from typing import Any, final
 
-Clock = Callable[[], float]
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "BreakerCore",
+    "ManagerCore",
+    "ManagerStats",
+    "ModelCore",
+    "ModelStats",
+    "ResponseCache",
+]
+
+_Clock = Callable[[], float]
 
 @final
 class ResponseCache:
@@ -15,7 +26,7 @@ class ResponseCache:
         *,
         max_bytes: int | None = None,
         ttl: float | None = None,
-        clock: Clock | None = None,
+        clock: _Clock | None = None,
         shards: int | None = None,
         secret: bytes | None = None,
     ) -> ResponseCache: ...
@@ -28,7 +39,7 @@ class ResponseCache:
     def get(self, key: bytes, default: Any = None) -> Any: ...
     def put(self, key: bytes, value: object, size: int | None = None) -> bool: ...
     def invalidate(self, key: bytes) -> bool: ...
-    def __contains__(self, key: bytes) -> bool: ...
+    def __contains__(self, key: bytes, /) -> bool: ...
     def clear(self) -> int: ...
     def __len__(self) -> int: ...
     def stats(self) -> dict[str, int]: ...
@@ -55,7 +66,7 @@ class BreakerCore:
         recovery_timeout: float = 60.0,
         half_open_max_calls: int = 1,
         *,
-        clock: Clock | None = None,
+        clock: _Clock | None = None,
     ) -> BreakerCore: ...
     def acquire(self) -> int: ...
     def on_success(self, permit: int = 1) -> None: ...
@@ -75,7 +86,7 @@ class BreakerCore:
     @property
     def half_open_max_calls(self) -> int: ...
     @property
-    def clock(self) -> Clock | None: ...
+    def clock(self) -> _Clock | None: ...
     def reset(self) -> None: ...
     def trip(self) -> None: ...
 
@@ -111,6 +122,7 @@ class ModelStats:
     def snapshot(self) -> dict[str, float]: ...
     def reset(self) -> None: ...
 
+@disjoint_base
 class ManagerCore:
     """Native base of LLMManager: answers cache hits of ``generate`` in one native call and
     hands everything else to the subclass's ``_generate_slow``."""
