@@ -452,6 +452,9 @@ class LLMManager(ManagerCore):
                     except Exception as exc:
                         rt.failure(token)
                         errors.append((model.name, exc))
+                        if kwargs:
+                            # Secret kwargs may echo back in error text: scrub them there.
+                            _secrets.remember_from(kwargs)
                         self._log_failure(model, attempt, exc)
                         if isinstance(exc, NonRetryableError) or attempt >= max_retries:
                             break
@@ -658,6 +661,9 @@ class LLMManager(ManagerCore):
                     except Exception as exc:
                         rt.failure(token)
                         errors.append((model.name, exc))
+                        if kwargs:
+                            # Secret kwargs may echo back in error text: scrub them there.
+                            _secrets.remember_from(kwargs)
                         self._log_failure(model, attempt, exc)
                         if isinstance(exc, NonRetryableError) or attempt >= max_retries:
                             break
