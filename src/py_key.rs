@@ -11,6 +11,7 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
     PyTuple,
 };
+use smallvec::SmallVec;
 use std::cell::RefCell;
 
 /// Deeper nesting than this is not hashed: the request is served without the cache.
@@ -119,10 +120,11 @@ fn write_seq<'py>(
     Ok(())
 }
 
-type Items<'py> = Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>;
+/// Kwargs dicts are small: their pairs stay on the stack.
+type Items<'py> = SmallVec<[(Bound<'py, PyAny>, Bound<'py, PyAny>); 8]>;
 
 fn dict_items<'py>(d: &Bound<'py, PyDict>) -> Result<Items<'py>, Uncacheable> {
-    let items = RefCell::new(Vec::with_capacity(d.len()));
+    let items = RefCell::new(Items::new());
     // The closure only collects references, so no Python code runs while iterating.
     d.locked_for_each(|k, v| {
         items
@@ -140,7 +142,7 @@ fn write_dict(b: &mut KeyBuilder, secret: &Secret, d: &Bound<'_, PyDict>, depth:
     let all_str = items.iter().all(|(k, _)| k.is_instance_of::<PyString>());
     if all_str {
         // Str keys (kwargs, JSON-like data): pairs in key byte order, hashed in one stream.
-        let mut keyed = Vec::with_capacity(items.len());
+        let mut keyed: SmallVec<[(StrBytes<'_, '_>, &Bound<'_, PyAny>); 8]> = SmallVec::new();
         for (k, v) in &items {
             let ks = k.cast::<PyString>().map_err(|_| Uncacheable)?;
             keyed.push((str_bytes(ks)?, v));
