@@ -104,7 +104,7 @@ def test_register_validation_and_order() -> None:
     with pytest.raises(TypeError):
         m.register_model("a", lambda p, k: "x", metadata=[1])  # type: ignore[arg-type]
     for name in ("c", "a", "b"):
-        m.register_model(name, lambda p, k: name)
+        m.register_model(name, lambda p, k, n=name: n)
     assert m.list_models() == ["c", "a", "b"]
 
 
