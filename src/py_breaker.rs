@@ -53,7 +53,7 @@ pub fn validate(
     }
     Ok(Config {
         failure_threshold: failure_threshold as u64,
-        recovery_timeout_ms: (recovery_timeout * 1000.0).ceil() as u64,
+        recovery_timeout_ms: (recovery_timeout * 1000.0).round() as u64,
         half_open_max_calls: half_open_max_calls as u64,
     })
 }
@@ -85,7 +85,9 @@ impl BreakerCore {
     /// Seconds on the clock to wrapping millisecond ticks.
     fn tick(&self, py: Python<'_>) -> PyResult<u64> {
         let now = self.clock.now(py)?;
-        let ms = ((now - self.origin) * 1000.0).floor() as i64;
+        // Rounded, not floored: a clock in whole milliseconds must map to exact ticks despite
+        // float error in the subtraction.
+        let ms = ((now - self.origin) * 1000.0).round() as i64;
         Ok((ms as u64) & TIME_MASK)
     }
 

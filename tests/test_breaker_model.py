@@ -110,7 +110,7 @@ class BreakerMachine(RuleBasedStateMachine):
         self.permits: list[int] = []
 
     def now(self) -> int:
-        # The native measures from its origin; so does the reference.
+        # The native measures from its origin in rounded milliseconds; so does the reference.
         return self.clock.ms - self.ref.origin
 
     @rule()

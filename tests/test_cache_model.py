@@ -51,7 +51,8 @@ class CacheMachine(RuleBasedStateMachine):
     def setup(
         self, max_entries: int, shards: int, ttl: float | None, max_bytes: int | None
     ) -> None:
-        shards = min(shards, max_entries)
+        while shards > max_entries:  # shards must be a power of two <= max_entries
+            shards //= 2
         self.clock = FakeClock()
         self.ttl = ttl
         self.cache = ResponseCache(

@@ -491,16 +491,20 @@ class LLMManager(ManagerCore):
         logger.debug("skipping %r: circuit breaker open", model.name)
 
     def _log_failure(self, model: _Model, attempt: int, exc: BaseException) -> None:
-        if logger.isEnabledFor(logging.WARNING):
-            logger.warning(
+        # A failed attempt is routine (it is retried or falls back): INFO, so the default
+        # WARNING level pays nothing for it. A breaker opening is worth a WARNING.
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
                 "model %r failed attempt %d/%d: %s",
                 model.name,
                 attempt,
                 self.max_retries,
                 describe(exc),
             )
-            if model.core.state == "open":
-                logger.warning("circuit breaker for %r is open", model.name)
+        if model.core.failure_count == model.core.failure_threshold and logger.isEnabledFor(
+            logging.WARNING
+        ):
+            logger.warning("circuit breaker for %r opened", model.name)
 
     @staticmethod
     def _all_failed(errors: Errors) -> AllModelsFailedError:
