@@ -95,6 +95,19 @@ pub struct ManagerStats {
 }
 
 impl ManagerStats {
+    /// Adds the work counters: tokens spent, retries made, fallbacks taken.
+    fn work(&self, tokens: i64, retries: i64, fallbacks: i64) -> PyResult<()> {
+        let (t, r, f) = (
+            count(tokens, "tokens")?,
+            count(retries, "retries")?,
+            count(fallbacks, "fallbacks")?,
+        );
+        self.c.finish(m::TOKENS, t);
+        self.c.finish(m::RETRIES, r);
+        self.c.finish(m::FALLBACKS, f);
+        Ok(())
+    }
+
     pub fn hit(&self) {
         self.c.start(m::REQUESTS, 1);
         self.c.finish(m::HITS, 1);
@@ -125,23 +138,14 @@ impl ManagerStats {
 
     #[pyo3(signature = (tokens=0, retries=0, fallbacks=0))]
     fn record_success(&self, tokens: i64, retries: i64, fallbacks: i64) -> PyResult<()> {
-        let (t, r, f) = (
-            count(tokens, "tokens")?,
-            count(retries, "retries")?,
-            count(fallbacks, "fallbacks")?,
-        );
-        self.c.finish(m::TOKENS, t);
-        self.c.finish(m::RETRIES, r);
-        self.c.finish(m::FALLBACKS, f);
+        self.work(tokens, retries, fallbacks)?;
         self.c.finish(m::SUCCESSES, 1);
         Ok(())
     }
 
     #[pyo3(signature = (retries=0, fallbacks=0))]
     fn record_failure(&self, retries: i64, fallbacks: i64) -> PyResult<()> {
-        let (r, f) = (count(retries, "retries")?, count(fallbacks, "fallbacks")?);
-        self.c.finish(m::RETRIES, r);
-        self.c.finish(m::FALLBACKS, f);
+        self.work(0, retries, fallbacks)?;
         self.c.finish(m::FAILURES, 1);
         Ok(())
     }
@@ -150,15 +154,7 @@ impl ManagerStats {
     /// the work, while each waiting request records only its own outcome.
     #[pyo3(signature = (tokens=0, retries=0, fallbacks=0))]
     fn record_work(&self, tokens: i64, retries: i64, fallbacks: i64) -> PyResult<()> {
-        let (t, r, f) = (
-            count(tokens, "tokens")?,
-            count(retries, "retries")?,
-            count(fallbacks, "fallbacks")?,
-        );
-        self.c.finish(m::TOKENS, t);
-        self.c.finish(m::RETRIES, r);
-        self.c.finish(m::FALLBACKS, f);
-        Ok(())
+        self.work(tokens, retries, fallbacks)
     }
 
     /// A request that waited for an identical in-flight request instead of calling.
@@ -169,9 +165,7 @@ impl ManagerStats {
     /// A request ended by a BaseException (cancellation, KeyboardInterrupt).
     #[pyo3(signature = (retries=0, fallbacks=0))]
     fn record_cancelled(&self, retries: i64, fallbacks: i64) -> PyResult<()> {
-        let (r, f) = (count(retries, "retries")?, count(fallbacks, "fallbacks")?);
-        self.c.finish(m::RETRIES, r);
-        self.c.finish(m::FALLBACKS, f);
+        self.work(0, retries, fallbacks)?;
         self.c.finish(m::CANCELLED, 1);
         Ok(())
     }

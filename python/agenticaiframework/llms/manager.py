@@ -417,7 +417,6 @@ class LLMManager(ManagerCore):
         or failure (False when the work is shared and each waiter counts its own)."""
         errors: Errors = []
         retries = fallbacks = attempts = 0
-        max_retries = self.max_retries
         finished = False
         try:
             for model in plan:
@@ -450,13 +449,7 @@ class LLMManager(ManagerCore):
                         else:
                             record = _normalise(out, prompt, model.name)
                     except Exception as exc:
-                        rt.failure(token)
-                        errors.append((model.name, exc))
-                        if kwargs:
-                            # Secret kwargs may echo back in error text: scrub them there.
-                            _secrets.remember_from(kwargs)
-                        self._log_failure(model, attempt, exc)
-                        if isinstance(exc, NonRetryableError) or attempt >= max_retries:
+                        if not self._failed(model, token, exc, attempt, errors, kwargs):
                             break
                         self._sleep(self.backoff.delay(attempt))
                         continue
@@ -472,18 +465,41 @@ class LLMManager(ManagerCore):
                     return record, attempts, errors
                 fallbacks += 1
             finished = True
-            if outcome:
-                self._mstats.record_failure(retries, fallbacks - 1)
-            else:
-                self._mstats.record_work(0, retries, fallbacks - 1)
+            self._count_unanswered(outcome, False, retries, fallbacks - 1)
             raise self._all_failed(errors)
         except BaseException:
             if not finished:
-                if outcome:
-                    self._mstats.record_cancelled(retries, fallbacks)
-                else:
-                    self._mstats.record_work(0, retries, fallbacks)
+                self._count_unanswered(outcome, True, retries, fallbacks)
             raise
+
+    def _failed(
+        self,
+        model: _Model,
+        token: int,
+        exc: Exception,
+        attempt: int,
+        errors: Errors,
+        kwargs: dict[str, Any],
+    ) -> bool:
+        """Books a failed attempt; returns whether to retry the same model."""
+        model.rt.failure(token)
+        errors.append((model.name, exc))
+        if kwargs:
+            # Secret kwargs may echo back in error text: scrub them there.
+            _secrets.remember_from(kwargs)
+        self._log_failure(model, attempt, exc)
+        return not isinstance(exc, NonRetryableError) and attempt < self.max_retries
+
+    def _count_unanswered(
+        self, outcome: bool, cancelled: bool, retries: int, fallbacks: int
+    ) -> None:
+        """Counts a route that ended without an answer (all failed, or interrupted)."""
+        if not outcome:
+            self._mstats.record_work(0, retries, fallbacks)
+        elif cancelled:
+            self._mstats.record_cancelled(retries, fallbacks)
+        else:
+            self._mstats.record_failure(retries, fallbacks)
 
     def _short_circuit(self, model: _Model, errors: Errors) -> None:
         # ModelCore.begin() has counted the short-circuit.
@@ -644,7 +660,6 @@ class LLMManager(ManagerCore):
         """The async twin of :meth:`_route_sync`."""
         errors: Errors = []
         retries = fallbacks = attempts = 0
-        max_retries = self.max_retries
         finished = False
         try:
             for model in plan:
@@ -663,13 +678,7 @@ class LLMManager(ManagerCore):
                         out = await self._call_async(model, prompt, kwargs, timeout)
                         record = _normalise(out, prompt, model.name)
                     except Exception as exc:
-                        rt.failure(token)
-                        errors.append((model.name, exc))
-                        if kwargs:
-                            # Secret kwargs may echo back in error text: scrub them there.
-                            _secrets.remember_from(kwargs)
-                        self._log_failure(model, attempt, exc)
-                        if isinstance(exc, NonRetryableError) or attempt >= max_retries:
+                        if not self._failed(model, token, exc, attempt, errors, kwargs):
                             break
                         await self._async_sleep(self.backoff.delay(attempt))
                         continue
@@ -685,17 +694,11 @@ class LLMManager(ManagerCore):
                     return record, attempts, errors
                 fallbacks += 1
             finished = True
-            if outcome:
-                self._mstats.record_failure(retries, fallbacks - 1)
-            else:
-                self._mstats.record_work(0, retries, fallbacks - 1)
+            self._count_unanswered(outcome, False, retries, fallbacks - 1)
             raise self._all_failed(errors)
         except BaseException:
             if not finished:
-                if outcome:
-                    self._mstats.record_cancelled(retries, fallbacks)
-                else:
-                    self._mstats.record_work(0, retries, fallbacks)
+                self._count_unanswered(outcome, True, retries, fallbacks)
             raise
 
     # ----------------------------------------------------------------- operations
