@@ -32,3 +32,16 @@ def test_fanout_agenerate(benchmark: Any, loop: asyncio.AbstractEventLoop) -> No
         await asyncio.gather(*(m.agenerate(f"r{r}-p{i}") for i in range(N)))
 
     benchmark.pedantic(lambda: loop.run_until_complete(fan()), rounds=3, iterations=1)
+
+
+def test_fanout_agenerate_without_single_flight(
+    benchmark: Any, loop: asyncio.AbstractEventLoop
+) -> None:
+    m = make_manager(model, cache_max_entries=N, single_flight=False)
+    rnd = [0]
+
+    async def fan() -> None:
+        r = rnd[0] = rnd[0] + 1
+        await asyncio.gather(*(m.agenerate(f"r{r}-p{i}") for i in range(N)))
+
+    benchmark.pedantic(lambda: loop.run_until_complete(fan()), rounds=3, iterations=1)
