@@ -283,8 +283,9 @@ impl Breaker {
         })
     }
 
-    /// Reports a failed call made under `permit`, at `now`.
-    pub fn on_failure(&self, permit: Permit, now: u64) {
+    /// Reports a failed call made under `permit`, at `now`; true when this report is
+    /// the one that opened the breaker (so the caller logs it once and stops retrying).
+    pub fn on_failure(&self, permit: Permit, now: u64) -> bool {
         let trial = permit == Permit::Trial;
         let threshold = self.cfg.failure_threshold;
         self.update(|w| {
@@ -320,7 +321,8 @@ impl Breaker {
                 // A report from a call granted before the breaker opened changes nothing.
                 _ => Word { trials, ..w },
             };
-            (Some(next), ())
+            let opened = next.state == State::Open && w.state != State::Open;
+            (Some(next), opened)
         })
     }
 
@@ -431,9 +433,19 @@ mod tests {
     #[test]
     fn failed_trial_reopens() {
         let br = b(1, 100, 1);
-        br.on_failure(Permit::Normal, 0);
+        assert!(
+            br.on_failure(Permit::Normal, 0),
+            "the first failure opens it"
+        );
+        assert!(
+            !br.on_failure(Permit::Normal, 0),
+            "already open: no new opening"
+        );
         assert_eq!(br.acquire(100), Permit::Trial);
-        br.on_failure(Permit::Trial, 150);
+        assert!(
+            br.on_failure(Permit::Trial, 150),
+            "a failed trial re-opens it"
+        );
         assert_eq!(br.state(200), State::Open);
         assert_eq!(br.state(250), State::HalfOpen);
     }
@@ -566,7 +578,9 @@ mod loom_tests {
                             running.fetch_sub(1, Ordering::SeqCst);
                             match t {
                                 0 => br.on_success(p),
-                                1 => br.on_failure(p, 1),
+                                1 => {
+                                    br.on_failure(p, 1);
+                                }
                                 _ => br.release(p),
                             }
                         } else if p == Permit::Normal {

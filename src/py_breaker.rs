@@ -103,9 +103,8 @@ impl BreakerCore {
         Ok(self.core.acquire(self.tick(py)?))
     }
 
-    pub fn failure_native(&self, py: Python<'_>, p: Permit) -> PyResult<()> {
-        self.core.on_failure(p, self.tick(py)?);
-        Ok(())
+    pub fn failure_native(&self, py: Python<'_>, p: Permit) -> PyResult<bool> {
+        Ok(self.core.on_failure(p, self.tick(py)?))
     }
 }
 
@@ -136,8 +135,9 @@ impl BreakerCore {
         Ok(())
     }
 
+    /// Reports a failed call; true when this report opened the breaker.
     #[pyo3(signature = (permit=1))]
-    fn on_failure(&self, py: Python<'_>, permit: u8) -> PyResult<()> {
+    fn on_failure(&self, py: Python<'_>, permit: u8) -> PyResult<bool> {
         self.failure_native(py, permit_from_int(permit)?)
     }
 

@@ -79,8 +79,8 @@ impl ModelCore {
         Ok(())
     }
 
-    /// Reports failure of the attempt `token`.
-    fn failure(&self, py: Python<'_>, token: i64) -> PyResult<()> {
+    /// Reports failure of the attempt `token`; true when it opened the breaker.
+    fn failure(&self, py: Python<'_>, token: i64) -> PyResult<bool> {
         let (permit, start) = split(token)?;
         self.stats.get().failure(now_ns().saturating_sub(start));
         self.breaker.get().failure_native(py, permit)

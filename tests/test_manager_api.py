@@ -173,7 +173,7 @@ def test_chain_without_active_model() -> None:
 
 
 def test_backoff_is_capped_and_jitter_optional() -> None:
-    m, waits, _ = make(max_retries=6, backoff_base=1.0, backoff_max=5.0)
+    m, waits, _ = make(max_retries=6, backoff_base=1.0, backoff_max=5.0, failure_threshold=10)
     m.register_model("a", Recorder(ConnectionError()))
     m.set_active_model("a")
     with pytest.raises(AllModelsFailedError):

@@ -6,11 +6,20 @@
 from .circuit_breaker import CircuitBreaker
 from .errors import (
     AllModelsFailedError,
+    AuthenticationError,
+    BadRequestError,
     CircuitBreakerOpenError,
+    ContextLengthError,
     InvalidResponseError,
     LLMError,
     NoModelConfiguredError,
     NonRetryableError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    RetryableProviderError,
+    StreamInterruptedError,
     UnknownModelError,
 )
 from .manager import LLMManager
@@ -19,9 +28,12 @@ from .retry import Backoff
 
 __all__ = [
     "AllModelsFailedError",
+    "AuthenticationError",
     "Backoff",
+    "BadRequestError",
     "CircuitBreaker",
     "CircuitBreakerOpenError",
+    "ContextLengthError",
     "GenerationResult",
     "InvalidResponseError",
     "LLMError",
@@ -29,6 +41,12 @@ __all__ = [
     "LLMResponse",
     "NoModelConfiguredError",
     "NonRetryableError",
+    "ProviderConnectionError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "RateLimitError",
+    "RetryableProviderError",
+    "StreamInterruptedError",
     "UnknownModelError",
     "Usage",
 ]

@@ -78,6 +78,9 @@ def redact_mapping(mapping: Mapping[Any, Any]) -> dict[Any, Any]:
             out[k] = MASK
         elif isinstance(v, Mapping):
             out[k] = redact_mapping(v)
+        elif isinstance(v, str):
+            # A key under a name we do not recognise ("openai_key") is still key-shaped.
+            out[k] = redact_text(v)
         else:
             out[k] = v
     return out

@@ -74,3 +74,66 @@ def describe(exc: BaseException) -> str:
         text = "<unprintable>"
     name = type(exc).__name__
     return f"{name}: {redact_text(text)}" if text else name
+
+
+class ProviderError(LLMError):
+    """An error answered by (or on the way to) a model provider, translated from its SDK.
+
+    ``status`` is the HTTP status (None for timeouts and connection errors), ``provider``
+    names the adapter, ``retry_after`` is the wait the provider asked for, in seconds. The
+    message is the provider's own, with secrets removed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        provider: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.provider = provider
+        self.retry_after = retry_after
+        head = f"{provider} " if provider else ""
+        code = f"HTTP {status}: " if status is not None else ""
+        super().__init__(f"{head}{code}{redact_text(message)}".strip())
+
+
+class RetryableProviderError(ProviderError):
+    """Timeouts, connection errors, 408, 409, 429 and 5xx: retried with backoff."""
+
+
+class RateLimitError(RetryableProviderError):
+    """HTTP 429. Its ``retry_after`` (from ``Retry-After``) bounds the next wait from below."""
+
+
+class ProviderTimeoutError(RetryableProviderError):
+    """The request timed out before the provider answered."""
+
+
+class ProviderConnectionError(RetryableProviderError):
+    """The provider could not be reached."""
+
+
+class BadRequestError(NonRetryableError, ProviderError):
+    """400, 404, 422 and other 4xx: the same request will fail again on this model."""
+
+
+class AuthenticationError(BadRequestError):
+    """401 or 403: the key is missing, wrong or lacks permission (it is never shown)."""
+
+
+class ContextLengthError(BadRequestError):
+    """The prompt does not fit the model's context window: route it to a bigger model."""
+
+
+class StreamInterruptedError(LLMError):
+    """A stream failed after its first chunk; ``partial`` holds the text received."""
+
+    def __init__(self, model: str, partial: str, cause: BaseException) -> None:
+        self.model = model
+        self.partial = partial
+        super().__init__(
+            f"stream from {model!r} broke after {len(partial)} chars: {describe(cause)}"
+        )

@@ -22,6 +22,7 @@ from .._native import ManagerCore, ModelCore, ModelStats, ResponseCache
 from . import _secrets
 from ._validate import check_count, check_seconds
 from .circuit_breaker import CircuitBreaker, native_clock
+from .classify import Classifier, default_retryable, make_policy, retry_after_of
 from .errors import (
     AllModelsFailedError,
     CircuitBreakerOpenError,
@@ -65,6 +66,7 @@ class _Model:
         "is_async",
         "metadata",
         "name",
+        "policy",
         "rt",
         "serial",
         "stats",
@@ -78,8 +80,10 @@ class _Model:
         metadata: dict[str, Any],
         breaker: CircuitBreaker,
         serial: int,
+        policy: Callable[[BaseException], bool],
     ) -> None:
         self.name = name
+        self.policy = policy
         self.fn = fn
         self.is_async = _is_async_callable(fn)
         self.metadata = metadata
@@ -174,7 +178,11 @@ class LLMManager(ManagerCore):
         clock: Callable[[], float] = time.monotonic,
         hash_secret: bytes | None = None,
         single_flight: bool = True,
+        classify: Classifier | None = None,
+        retry_on: tuple[type[BaseException], ...] = (),
+        no_retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
+        self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
         self.max_retries = check_count("max_retries", max_retries)
         if not isinstance(enable_caching, bool):
             raise TypeError("enable_caching must be a bool")
@@ -231,10 +239,16 @@ class LLMManager(ManagerCore):
         metadata: Mapping[str, Any] | None = None,
         *,
         breaker: CircuitBreaker | None = None,
+        classify: Classifier | None = None,
+        retry_on: tuple[type[BaseException], ...] = (),
+        no_retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
         """Registers (or replaces) a model. ``inference_fn(prompt, kwargs_dict)`` returns a
         str or an :class:`LLMResponse`, and may be ``async def``. Replacing a model gives it
-        fresh counters and a fresh breaker, and its old cached answers are not served."""
+        fresh counters and a fresh breaker, and its old cached answers are not served.
+
+        ``classify`` (exc -> True/False/None), ``retry_on`` and ``no_retry_on`` decide which
+        of this model's failures are retried; undecided ones go to the manager's policy."""
         if not isinstance(name, str):
             raise TypeError(f"model name must be a str, not {type(name).__name__}")
         if not name:
@@ -245,6 +259,7 @@ class LLMManager(ManagerCore):
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         if breaker is not None and not isinstance(breaker, CircuitBreaker):
             raise TypeError("breaker must be a CircuitBreaker")
+        policy = make_policy(classify, retry_on, no_retry_on, self._policy)
         meta = dict(metadata or {})
         _secrets.remember_from(meta)
         if breaker is None:
@@ -257,7 +272,7 @@ class LLMManager(ManagerCore):
             )
         with self._config_lock:
             self._serial += 1
-            self._models[name] = _Model(name, inference_fn, meta, breaker, self._serial)
+            self._models[name] = _Model(name, inference_fn, meta, breaker, self._serial, policy)
             self._publish()
         logger.info("registered model %r", name)
 
@@ -449,9 +464,10 @@ class LLMManager(ManagerCore):
                         else:
                             record = _normalise(out, prompt, model.name)
                     except Exception as exc:
-                        if not self._failed(model, token, exc, attempt, errors, kwargs):
+                        wait = self._failed(model, token, exc, attempt, errors, kwargs)
+                        if wait is None:
                             break
-                        self._sleep(self.backoff.delay(attempt))
+                        self._sleep(wait)
                         continue
                     except BaseException:
                         rt.cancel(token)
@@ -480,15 +496,36 @@ class LLMManager(ManagerCore):
         attempt: int,
         errors: Errors,
         kwargs: dict[str, Any],
-    ) -> bool:
-        """Books a failed attempt; returns whether to retry the same model."""
-        model.rt.failure(token)
+    ) -> float | None:
+        """Books a failed attempt; returns the wait before retrying the same model, or
+        None to move on to the next one."""
+        opened = model.rt.failure(token)
         errors.append((model.name, exc))
         if kwargs:
             # Secret kwargs may echo back in error text: scrub them there.
             _secrets.remember_from(kwargs)
-        self._log_failure(model, attempt, exc)
-        return not isinstance(exc, NonRetryableError) and attempt < self.max_retries
+        self._log_failure(model, attempt, exc, opened)
+        if attempt >= self.max_retries or opened:
+            return None
+        try:
+            retry = model.policy(exc)
+        except Exception as bad:
+            # A broken user classifier must not lose the request: use the default.
+            logger.warning("classifier for %r raised %s", model.name, describe(bad))
+            retry = default_retryable(exc)
+        if not retry:
+            return None
+        if model.core.state != "closed":
+            # Opened by a concurrent caller: the next permit would be refused, go on now.
+            return None
+        delay = self.backoff.delay(attempt)
+        asked = retry_after_of(exc)
+        if asked is not None:
+            if asked > self.backoff.max:
+                # The provider wants longer than we would ever wait: use the next model.
+                return None
+            delay = max(delay, asked)
+        return delay
 
     def _count_unanswered(
         self, outcome: bool, cancelled: bool, retries: int, fallbacks: int
@@ -506,7 +543,7 @@ class LLMManager(ManagerCore):
         errors.append((model.name, CircuitBreakerOpenError(model.name, model.core.retry_after())))
         logger.debug("skipping %r: circuit breaker open", model.name)
 
-    def _log_failure(self, model: _Model, attempt: int, exc: BaseException) -> None:
+    def _log_failure(self, model: _Model, attempt: int, exc: BaseException, opened: bool) -> None:
         # A failed attempt is routine (it is retried or falls back): INFO, so the default
         # WARNING level pays nothing for it. A breaker opening is worth a WARNING.
         if logger.isEnabledFor(logging.INFO):
@@ -517,9 +554,7 @@ class LLMManager(ManagerCore):
                 self.max_retries,
                 describe(exc),
             )
-        if model.core.failure_count == model.core.failure_threshold and logger.isEnabledFor(
-            logging.WARNING
-        ):
+        if opened and logger.isEnabledFor(logging.WARNING):
             logger.warning("circuit breaker for %r opened", model.name)
 
     @staticmethod
@@ -678,9 +713,10 @@ class LLMManager(ManagerCore):
                         out = await self._call_async(model, prompt, kwargs, timeout)
                         record = _normalise(out, prompt, model.name)
                     except Exception as exc:
-                        if not self._failed(model, token, exc, attempt, errors, kwargs):
+                        wait = self._failed(model, token, exc, attempt, errors, kwargs)
+                        if wait is None:
                             break
-                        await self._async_sleep(self.backoff.delay(attempt))
+                        await self._async_sleep(wait)
                         continue
                     except BaseException:
                         rt.cancel(token)

@@ -1,0 +1,117 @@
+"""Which failures are worth retrying, and how long a provider asked us to wait.
+
+The default policy reads our own error types first, then anything that carries an HTTP
+status the way the official SDKs do (``status_code``), so a user who calls an SDK directly
+in an inference function gets the same treatment as one who uses our adapters.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias
+
+from .errors import NonRetryableError, ProviderError
+
+# exc -> True (retry), False (do not retry on this model), None (no opinion: next rule).
+Classifier: TypeAlias = Callable[[BaseException], "bool | None"]
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def status_retryable(status: int) -> bool:
+    """408, 409, 429 and 5xx are worth another try; every other 4xx is not."""
+    return status in RETRYABLE_STATUS or status >= 500 or status < 400
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries (ours: ``status``; SDKs: ``status_code``)."""
+    for attr in ("status", "status_code"):
+        v = getattr(exc, attr, None)
+        if type(v) is int:
+            return v
+    return None
+
+
+def default_retryable(exc: BaseException) -> bool:
+    if isinstance(exc, NonRetryableError):
+        return False
+    if isinstance(exc, ProviderError):
+        return exc.status is None or status_retryable(exc.status)
+    status = status_of(exc)
+    return status is None or status_retryable(status)
+
+
+def parse_retry_after(headers: Mapping[str, Any] | Any, now: float | None = None) -> float | None:
+    """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
+
+    Returns None when absent or unreadable; never negative.
+    """
+    get = getattr(headers, "get", None)
+    if get is None:
+        return None
+    try:
+        ms = get("retry-after-ms")
+        if ms is not None:
+            v = float(ms) / 1000.0
+            return v if math.isfinite(v) and v >= 0 else None
+        raw = get("retry-after")
+    except (TypeError, ValueError):
+        return None
+    if raw is None:
+        return None
+    raw = str(raw).strip()
+    try:
+        v = float(raw)
+        return v if math.isfinite(v) and v >= 0 else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The wait an exception asks for: our ``retry_after``, or an SDK response's headers."""
+    v = getattr(exc, "retry_after", None)
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v) if math.isfinite(v) and v >= 0 else None
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return parse_retry_after(headers) if headers is not None else None
+
+
+def make_policy(
+    classify: Classifier | None,
+    retry_on: tuple[type[BaseException], ...],
+    no_retry_on: tuple[type[BaseException], ...],
+    then: Callable[[BaseException], bool],
+) -> Callable[[BaseException], bool]:
+    """One callable from a user's classifier and exception lists, in that order, then
+    ``then`` (the manager's policy, or the default)."""
+    for name, types in (("retry_on", retry_on), ("no_retry_on", no_retry_on)):
+        if not isinstance(types, tuple) or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in types
+        ):
+            raise TypeError(f"{name} must be a tuple of exception classes")
+    if classify is not None and not callable(classify):
+        raise TypeError("classify must be callable: exc -> True, False or None")
+    if classify is None and not retry_on and not no_retry_on:
+        return then
+
+    def policy(exc: BaseException) -> bool:
+        if classify is not None:
+            verdict = classify(exc)
+            if verdict is not None:
+                return bool(verdict)
+        if no_retry_on and isinstance(exc, no_retry_on):
+            return False
+        if retry_on and isinstance(exc, retry_on):
+            return True
+        return then(exc)
+
+    return policy
