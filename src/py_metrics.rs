@@ -191,6 +191,8 @@ impl ManagerStats {
 pub struct ModelStats {
     pub c: Counters<{ c::N }>,
     pub latency: Histogram,
+    /// Time to first chunk of streamed attempts.
+    pub ttfc: Histogram,
 }
 
 impl ModelStats {
@@ -260,6 +262,12 @@ impl ModelStats {
         self.c.finish(c::SHORT_CIRCUITS, 1);
     }
 
+    /// A streamed attempt produced its first chunk `latency` seconds after it began.
+    fn record_first_chunk(&self, latency: f64) -> PyResult<()> {
+        self.ttfc.record(latency_ns(latency)?);
+        Ok(())
+    }
+
     /// The latency at quantile `q` in [0, 1], in seconds (None before any sample).
     fn quantile(&self, q: f64) -> Option<f64> {
         self.latency.quantiles(&[q])[0].map(|ns| ns / 1e9)
@@ -283,11 +291,21 @@ impl ModelStats {
         for (name, q) in ["p50_latency", "p95_latency", "p99_latency"].iter().zip(qs) {
             d.set_item(*name, q.unwrap_or(0.0) / 1e9)?;
         }
+        let streams = self.ttfc.count();
+        d.set_item("streams", streams)?;
+        let qs = self.ttfc.quantiles(&[0.5, 0.95]);
+        for (name, q) in ["p50_time_to_first_chunk", "p95_time_to_first_chunk"]
+            .iter()
+            .zip(qs)
+        {
+            d.set_item(*name, q.unwrap_or(0.0) / 1e9)?;
+        }
         Ok(d)
     }
 
     fn reset(&self) {
         self.c.reset();
         self.latency.reset();
+        self.ttfc.reset();
     }
 }

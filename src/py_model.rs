@@ -79,6 +79,13 @@ impl ModelCore {
         Ok(())
     }
 
+    /// The streamed attempt `token` produced its first chunk: records time-to-first-chunk.
+    fn first_chunk(&self, token: i64) -> PyResult<()> {
+        let (_, start) = split(token)?;
+        self.stats.get().ttfc.record(now_ns().saturating_sub(start));
+        Ok(())
+    }
+
     /// Reports failure of the attempt `token`; true when it opened the breaker.
     fn failure(&self, py: Python<'_>, token: i64) -> PyResult<bool> {
         let (permit, start) = split(token)?;

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from time import perf_counter
 from typing import Any, NoReturn, TypeAlias
 
@@ -30,6 +30,7 @@ from .errors import (
     LLMError,
     NoModelConfiguredError,
     NonRetryableError,
+    StreamInterruptedError,
     UnknownModelError,
     describe,
 )
@@ -737,6 +738,151 @@ class LLMManager(ManagerCore):
                 self._count_unanswered(outcome, True, retries, fallbacks)
             raise
 
+    # ----------------------------------------------------------------- streaming
+
+    def stream(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> Iterator[str]:
+        """Yields the answer in text chunks as the model produces them.
+
+        Retries and fallback apply until the first chunk; a failure after it raises
+        :class:`StreamInterruptedError` carrying the partial text. The whole text is cached
+        when the stream completes, and a cache hit is one chunk. A model streams through
+        its inference function's ``stream(prompt, kwargs)`` method (the provider adapters
+        have one); a model without it answers in one chunk. Nothing is called, and the
+        request is not counted, until the first ``next()``.
+        """
+        _check_prompt(prompt)
+        return self._stream_sync(prompt, use_cache, kwargs)
+
+    def astream(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> AsyncIterator[str]:
+        """The async twin of :meth:`stream`: uses the model's ``astream`` method, else its
+        ``stream`` method driven from a worker thread, else one chunk. ``timeout`` (a
+        keyword, seconds) bounds the wait for each attempt's first chunk."""
+        _check_prompt(prompt)
+        timeout = kwargs.pop("timeout", None)
+        if timeout is not None:
+            check_seconds("timeout", timeout)
+        return self._stream_async(prompt, use_cache, kwargs, timeout)
+
+    def _stream_sync(self, prompt: str, use_cache: bool, kwargs: dict[str, Any]) -> Iterator[str]:
+        hit, key, plan = self._enter(prompt, use_cache, kwargs)
+        if hit:
+            yield key[0]
+            return
+        if plan is None:
+            self._no_route()
+        run = _StreamRun(self)
+        try:
+            for model in plan:
+                attempt = 0
+                while True:
+                    token = model.rt.begin(attempt > 0)
+                    if not token:
+                        self._short_circuit(model, run.errors)
+                        break
+                    attempt = run.attempt(attempt)
+                    try:
+                        it, first, usage = _open_sync(self, model, prompt, kwargs)
+                    except Exception as exc:
+                        wait = self._failed(model, token, exc, attempt, run.errors, kwargs)
+                        if wait is None:
+                            break
+                        self._sleep(wait)
+                        continue
+                    except BaseException:
+                        model.rt.cancel(token)
+                        raise
+                    parts = [first] if first else []
+                    try:
+                        if first:
+                            model.rt.first_chunk(token)
+                            yield first
+                        for item in it:
+                            chunk = _chunk(item, model.name)
+                            if chunk is None:
+                                usage = item if isinstance(item, Usage) else usage
+                            elif chunk:
+                                parts.append(chunk)
+                                yield chunk
+                    except Exception as exc:
+                        raise run.broken(model, token, parts, exc) from exc
+                    except BaseException:
+                        run.cancelled(model, token)
+                        raise
+                    finally:
+                        _close_quietly(it)
+                    run.done(model, token, prompt, parts, usage, key)
+                    return
+                run.fallbacks += 1
+            run.exhausted()
+        except BaseException:
+            run.abandon()
+            raise
+
+    async def _stream_async(
+        self,
+        prompt: str,
+        use_cache: bool,
+        kwargs: dict[str, Any],
+        timeout: float | None,
+    ) -> AsyncIterator[str]:
+        hit, key, plan = self._enter(prompt, use_cache, kwargs)
+        if hit:
+            yield key[0]
+            return
+        if plan is None:
+            self._no_route()
+        run = _StreamRun(self)
+        try:
+            for model in plan:
+                attempt = 0
+                while True:
+                    token = model.rt.begin(attempt > 0)
+                    if not token:
+                        self._short_circuit(model, run.errors)
+                        break
+                    attempt = run.attempt(attempt)
+                    limit = model.timeout if timeout is None else timeout
+                    try:
+                        opening = _open_async(self, model, prompt, kwargs)
+                        it, first, usage = await (
+                            opening if limit is None else asyncio.wait_for(opening, limit)
+                        )
+                    except Exception as exc:
+                        wait = self._failed(model, token, exc, attempt, run.errors, kwargs)
+                        if wait is None:
+                            break
+                        await self._async_sleep(wait)
+                        continue
+                    except BaseException:
+                        model.rt.cancel(token)
+                        raise
+                    parts = [first] if first else []
+                    try:
+                        if first:
+                            model.rt.first_chunk(token)
+                            yield first
+                        async for item in it:
+                            chunk = _chunk(item, model.name)
+                            if chunk is None:
+                                usage = item if isinstance(item, Usage) else usage
+                            elif chunk:
+                                parts.append(chunk)
+                                yield chunk
+                    except Exception as exc:
+                        raise run.broken(model, token, parts, exc) from exc
+                    except BaseException:
+                        run.cancelled(model, token)
+                        raise
+                    finally:
+                        await _aclose_quietly(it)
+                    run.done(model, token, prompt, parts, usage, key)
+                    return
+                run.fallbacks += 1
+            run.exhausted()
+        except BaseException:
+            run.abandon()
+            raise
+
     # ----------------------------------------------------------------- operations
 
     def clear_cache(self) -> int:
@@ -808,3 +954,173 @@ def _result(
 
 
 __all__ = ["LLMError", "LLMManager"]
+
+
+# --------------------------------------------------------------------- streaming helpers
+
+
+def _check_prompt(prompt: object) -> None:
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, not {type(prompt).__name__}")
+
+
+def _chunk(item: object, model: str) -> str | None:
+    """A streamed item as text, or None for a Usage report."""
+    if isinstance(item, str):
+        return str(item)
+    if isinstance(item, Usage):
+        return None
+    raise InvalidResponseError(
+        f"model {model!r} streamed {type(item).__name__}; expected str or Usage"
+    )
+
+
+def _close_quietly(it: object) -> None:
+    close = getattr(it, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # the stream is being abandoned; its own error cannot matter
+            logger.debug("closing a stream raised", exc_info=False)
+
+
+async def _aclose_quietly(it: object) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception:
+            logger.debug("closing a stream raised", exc_info=False)
+
+
+def _open_sync(
+    m: LLMManager, model: _Model, prompt: str, kw: dict[str, Any]
+) -> tuple[Iterator[Any], str, Usage | None]:
+    """Starts a stream and reads up to its first text chunk ("" if it ends without one)."""
+    opener = getattr(model.fn, "stream", None)
+    if not callable(opener):
+        rec = _normalise(m._call_sync(model, prompt, kw), prompt, model.name)
+        return iter(()), rec[0], None if rec[4] else Usage(rec[2], rec[3])
+    it = iter(opener(prompt, kw))
+    usage: Usage | None = None
+    try:
+        for item in it:
+            chunk = _chunk(item, model.name)
+            if chunk is None:
+                usage = item
+            elif chunk:
+                return it, chunk, usage
+    except BaseException:
+        _close_quietly(it)
+        raise
+    return it, "", usage
+
+
+_END = object()
+
+
+async def _threaded(opener: Callable[..., Any], prompt: str, kw: dict[str, Any]) -> Any:
+    """A sync stream driven from a worker thread, so the event loop never blocks on it."""
+    it = await asyncio.to_thread(lambda: iter(opener(prompt, kw)))
+    try:
+        while True:
+            item = await asyncio.to_thread(next, it, _END)
+            if item is _END:
+                return
+            yield item
+    finally:
+        _close_quietly(it)
+
+
+async def _nothing() -> Any:
+    return
+    yield  # an async generator that yields nothing
+
+
+async def _open_async(
+    m: LLMManager, model: _Model, prompt: str, kw: dict[str, Any]
+) -> tuple[AsyncIterator[Any], str, Usage | None]:
+    opener = getattr(model.fn, "astream", None)
+    if callable(opener):
+        it: AsyncIterator[Any] = opener(prompt, kw).__aiter__()
+    elif callable(sync_opener := getattr(model.fn, "stream", None)):
+        it = _threaded(sync_opener, prompt, kw)
+    else:
+        rec = _normalise(await m._call_async(model, prompt, kw, None), prompt, model.name)
+        return _nothing(), rec[0], None if rec[4] else Usage(rec[2], rec[3])
+    usage: Usage | None = None
+    try:
+        async for item in it:
+            chunk = _chunk(item, model.name)
+            if chunk is None:
+                usage = item
+            elif chunk:
+                return it, chunk, usage
+    except BaseException:
+        await _aclose_quietly(it)
+        raise
+    return it, "", usage
+
+
+class _StreamRun:
+    """The bookkeeping of one streamed request, shared by the sync and async walks."""
+
+    __slots__ = ("attempts", "errors", "fallbacks", "finished", "m", "retries")
+
+    def __init__(self, m: LLMManager) -> None:
+        self.m = m
+        self.errors: Errors = []
+        self.retries = self.fallbacks = self.attempts = 0
+        self.finished = False
+
+    def attempt(self, attempt: int) -> int:
+        if attempt:
+            self.retries += 1
+        self.attempts += 1
+        return attempt + 1
+
+    def broken(
+        self, model: _Model, token: int, parts: list[str], exc: Exception
+    ) -> StreamInterruptedError:
+        """A failure after the first chunk: no retry (the caller has seen text)."""
+        opened = model.rt.failure(token)
+        self.m._log_failure(model, 1, exc, opened)
+        self.finished = True
+        self.m._mstats.record_failure(self.retries, self.fallbacks)
+        err = StreamInterruptedError(model.name, "".join(parts), exc)
+        logger.error("%s", err)
+        return err
+
+    def cancelled(self, model: _Model, token: int) -> None:
+        model.rt.cancel(token)
+        self.finished = True
+        self.m._count_unanswered(True, True, self.retries, self.fallbacks)
+
+    def done(
+        self,
+        model: _Model,
+        token: int,
+        prompt: str,
+        parts: list[str],
+        usage: Usage | None,
+        key: bytes | None,
+    ) -> None:
+        text = "".join(parts)
+        if usage is None:
+            pt, ct, est = estimate_tokens(prompt), estimate_tokens(text), True
+        else:
+            pt, ct, est = usage.prompt_tokens, usage.completion_tokens, usage.estimated
+        model.rt.success(token, pt, ct)
+        self.finished = True
+        self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
+        if key is not None:
+            self.m._store(key, (text, model.name, pt, ct, est))
+
+    def exhausted(self) -> NoReturn:
+        self.finished = True
+        self.m._count_unanswered(True, False, self.retries, self.fallbacks - 1)
+        raise self.m._all_failed(self.errors)
+
+    def abandon(self) -> None:
+        if not self.finished:
+            self.m._count_unanswered(True, True, self.retries, self.fallbacks)
