@@ -79,7 +79,9 @@ def test_leader_error_reaches_every_follower() -> None:
     assert metrics["cache_size"] == 0  # failures are never cached
 
 
-def test_cancelled_leader_does_not_cancel_the_shared_call() -> None:
+def test_cancelled_leader_hands_over_to_a_follower() -> None:
+    """The leader does the work in its own task: cancelling it cancels its call, and the
+    waiting followers try again, one of them as the new leader (one more upstream call)."""
     calls = 0
     gate: dict[str, asyncio.Event] = {}
 
@@ -105,12 +107,44 @@ def test_cancelled_leader_does_not_cancel_the_shared_call() -> None:
         return await asyncio.gather(*followers)
 
     assert asyncio.run(run()) == ["shared"] * 5
-    assert calls == 1
+    assert calls == 2
     metrics = m.get_metrics()
     assert metrics["cancelled_requests"] == 1
     assert metrics["successful_requests"] == 5
     assert metrics["total_requests"] == 6
     assert m.generate("p") == "shared"  # the shared result was cached
+
+
+def test_cancelled_follower_does_not_cancel_the_shared_call() -> None:
+    calls = 0
+    gate: dict[str, asyncio.Event] = {}
+
+    async def model(prompt: str, kwargs: dict[str, Any]) -> str:
+        nonlocal calls
+        calls += 1
+        gate["in"].set()
+        await gate["go"].wait()
+        return "shared"
+
+    m = make(model)
+
+    async def run() -> list[str]:
+        gate["in"], gate["go"] = asyncio.Event(), asyncio.Event()
+        leader = asyncio.create_task(m.agenerate("p"))
+        await gate["in"].wait()
+        followers = [asyncio.create_task(m.agenerate("p")) for _ in range(3)]
+        await asyncio.sleep(0)
+        followers[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await followers[0]
+        gate["go"].set()
+        return await asyncio.gather(leader, *followers[1:])
+
+    assert asyncio.run(run()) == ["shared"] * 3
+    assert calls == 1
+    metrics = m.get_metrics()
+    assert (metrics["cancelled_requests"], metrics["successful_requests"]) == (1, 3)
+    assert metrics["coalesced_requests"] == 2
 
 
 class Abort(BaseException):

@@ -366,21 +366,21 @@ class LLMManager(ManagerCore):
         """Single-flight for threads: one leader calls, followers wait for its outcome."""
         stats = self._mstats
         while True:
-            flight, leader = self._flights.join(key)
-            if leader:
+            flight = self._flights.join(key)
+            if flight is None:
                 token = lead(key)
                 try:
                     result = self._route_sync(prompt, kw, plan, True)
                 except Exception as exc:
-                    self._flights.finish(key, flight, error=exc)
+                    self._flights.finish(key, error=exc)
                     raise
                 except BaseException:
-                    self._flights.finish(key, flight, error=LeaderAborted())
+                    self._flights.finish(key, error=LeaderAborted())
                     raise
                 finally:
                     unlead(token)
                 self._store(key, result[0])
-                self._flights.finish(key, flight, result=result)
+                self._flights.finish(key, result=result)
                 return result
             if blocks_own_loop(flight):
                 # Called synchronously on the very loop doing the work: waiting would
@@ -623,55 +623,40 @@ class LLMManager(ManagerCore):
                 self._store(key, result[0])
             return result
         stats = self._mstats
+        flights = self._flights
         while True:
-            loop = asyncio.get_running_loop()
-            flight, leader = self._flights.join(key, loop)
-            if leader:
-                # The work runs in its own task: cancelling any waiter, the first one
-                # included, never cancels what the others wait for.
-                flight.task = loop.create_task(
-                    self._shared_async(key, flight, prompt, kw, plan, timeout)
-                )
+            flight = flights.join(key, asyncio.get_running_loop())
+            if flight is None:
+                # The leader does the work in its own task, as the sync path does: no task
+                # of its own per request. If it is cancelled, its followers try again.
+                token = lead(key)
+                try:
+                    result = await self._route_async(prompt, kw, plan, timeout, True)
+                except Exception as exc:
+                    flights.finish(key, error=exc)
+                    raise
+                except BaseException:
+                    flights.finish(key, error=LeaderAborted())
+                    raise
+                finally:
+                    unlead(token)
+                self._store(key, result[0])
+                flights.finish(key, result=result)
+                return result
             try:
-                result = await self._flights.wait_async(flight)
+                record = (await flights.wait_async(flight))[0]
             except LeaderAborted:
                 continue
             except Exception:
-                if not leader:
-                    stats.record_coalesced()
+                stats.record_coalesced()
                 stats.record_failure()
                 raise
             except BaseException:
                 stats.record_cancelled()
                 raise
-            if not leader:
-                stats.record_coalesced()
-                result = (result[0], 0, [])
+            stats.record_coalesced()
             stats.record_success()
-            return result
-
-    async def _shared_async(
-        self,
-        key: bytes,
-        flight: Any,
-        prompt: str,
-        kw: dict[str, Any],
-        plan: tuple[_Model, ...],
-        timeout: float | None,
-    ) -> None:
-        token = lead(key)
-        try:
-            result = await self._route_async(prompt, kw, plan, timeout, False)
-        except Exception as exc:
-            self._flights.finish(key, flight, error=exc)
-            return
-        except BaseException:
-            self._flights.finish(key, flight, error=LeaderAborted())
-            raise
-        finally:
-            unlead(token)
-        self._store(key, result[0])
-        self._flights.finish(key, flight, result=result)
+            return record, 0, []
 
     async def _call_async(
         self, model: _Model, prompt: str, kwargs: dict[str, Any], timeout: float | None
@@ -711,7 +696,11 @@ class LLMManager(ManagerCore):
                     attempt += 1
                     attempts += 1
                     try:
-                        out = await self._call_async(model, prompt, kwargs, timeout)
+                        if model.is_async and timeout is None and model.timeout is None:
+                            # The common case without the extra coroutine frame.
+                            out = await model.fn(prompt, kwargs)
+                        else:
+                            out = await self._call_async(model, prompt, kwargs, timeout)
                         record = _normalise(out, prompt, model.name)
                     except Exception as exc:
                         wait = self._failed(model, token, exc, attempt, errors, kwargs)

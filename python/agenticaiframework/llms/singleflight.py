@@ -9,8 +9,8 @@ Waiters are woken in their own terms: a threading.Event for a thread (created on
 thread waits), an asyncio future resolved on the waiter's own loop for a task (directly
 when the work finishes on that loop, through ``call_soon_threadsafe`` otherwise).
 
-If the leader dies with a BaseException (KeyboardInterrupt in its thread, a cancelled
-shared task), its waiters are told with :class:`LeaderAborted` and try again, one of them
+If the leader dies with a BaseException (KeyboardInterrupt in its thread, its task
+cancelled), its waiters are told with :class:`LeaderAborted` and try again, one of them
 as the new leader: a follower's wait never outlives the leader's outcome.
 """
 
@@ -19,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from contextvars import ContextVar, Token
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeAlias, TypeVar
 
 T = TypeVar("T")
 
 # Keys this context is computing as a leader: a re-entrant call for the same key (an
 # inference function that calls the manager again) must not wait on itself.
-_leading: ContextVar[frozenset[bytes]] = ContextVar("agenticai_leading", default=frozenset())
+# A chain (key, parent) rather than a set: leading is one tuple, and the chain is short
+# (as deep as the re-entrant calls).
+_Chain: TypeAlias = "tuple[bytes, _Chain] | None"
+_leading: ContextVar[_Chain] = ContextVar("agenticai_leading", default=None)
 
 
 class LeaderAborted(Exception):
@@ -33,7 +36,7 @@ class LeaderAborted(Exception):
 
 
 class Flight(Generic[T]):
-    __slots__ = ("done", "error", "event", "loop", "result", "task", "waiters")
+    __slots__ = ("done", "error", "event", "loop", "result", "waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.done = False
@@ -44,8 +47,6 @@ class Flight(Generic[T]):
         # The loop whose task does the work (None: a thread does). A sync follower on that
         # loop's own thread must not block it.
         self.loop = loop
-        # A strong reference: asyncio keeps only weak ones to running tasks.
-        self.task: asyncio.Task[None] | None = None
 
     def outcome(self) -> T:
         if self.error is not None:
@@ -58,40 +59,45 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+# What the registry holds for a flight nobody waits on yet: the leader's loop, or this
+# marker for a thread. A Flight object is made only when a first follower arrives, so a
+# request with no twin pays for a dict slot, not an object the GC must track.
+_THREAD = object()
+
+
 class SingleFlight(Generic[T]):
     """The registry of flights in progress, by key."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flights: dict[bytes, Flight[T]] = {}
+        self._flights: dict[bytes, object] = {}
 
     def __len__(self) -> int:
         return len(self._flights)
 
-    def join(
-        self, key: bytes, loop: asyncio.AbstractEventLoop | None = None
-    ) -> tuple[Flight[T], bool]:
-        """The flight for ``key`` and whether the caller leads it (it must then finish it)."""
+    def join(self, key: bytes, loop: asyncio.AbstractEventLoop | None = None) -> Flight[T] | None:
+        """None when the caller leads ``key`` (it must then :meth:`finish` it); else the
+        flight to wait on."""
         with self._lock:
-            flight = self._flights.get(key)
-            if flight is not None:
-                return flight, False
-            flight = Flight(loop)
+            v = self._flights.get(key)
+            if v is None:
+                self._flights[key] = _THREAD if loop is None else loop
+                return None
+            if type(v) is Flight:
+                return v
+            flight: Flight[T] = Flight(None if v is _THREAD else v)  # type: ignore[arg-type]
             self._flights[key] = flight
-            return flight, True
+            return flight
 
     def finish(
-        self,
-        key: bytes,
-        flight: Flight[T],
-        result: T | None = None,
-        error: BaseException | None = None,
+        self, key: bytes, result: T | None = None, error: BaseException | None = None
     ) -> None:
-        """Records the outcome, retires the flight, then wakes its waiters."""
+        """Records the leader's outcome, retires the flight, then wakes its waiters."""
         with self._lock:
+            flight = self._flights.pop(key, None)
+            if type(flight) is not Flight:
+                return
             flight.result, flight.error, flight.done = result, error, True
-            if self._flights.get(key) is flight:
-                del self._flights[key]
             waiters, flight.waiters = flight.waiters, []
             event = flight.event
         if event is not None:
@@ -122,8 +128,8 @@ class SingleFlight(Generic[T]):
         return flight.outcome()
 
     async def wait_async(self, flight: Flight[T]) -> T:
-        """Awaits the flight's outcome from any loop. Cancelling the waiter never cancels
-        the shared work."""
+        """Awaits the flight's outcome from any loop. Cancelling a waiter never cancels
+        the shared work (cancelling the leader does: its waiters then try again)."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if flight.done:
@@ -138,15 +144,20 @@ class SingleFlight(Generic[T]):
 
 def leading(key: bytes) -> bool:
     """Whether this context is already leading ``key`` (a re-entrant call)."""
-    return key in _leading.get()
+    chain = _leading.get()
+    while chain is not None:
+        if chain[0] == key:
+            return True
+        chain = chain[1]
+    return False
 
 
-def lead(key: bytes) -> Token[frozenset[bytes]]:
+def lead(key: bytes) -> Token[_Chain]:
     """Marks ``key`` as led by this context; pass the token to :func:`unlead`."""
-    return _leading.set(_leading.get() | {key})
+    return _leading.set((key, _leading.get()))
 
 
-def unlead(token: Token[frozenset[bytes]]) -> None:
+def unlead(token: Token[_Chain]) -> None:
     _leading.reset(token)
 
 
