@@ -340,6 +340,9 @@ class LLMManager(ManagerCore):
         key: bytes | None,
         plan: tuple[_Model, ...] | None,
     ) -> str:
+        if key is None and plan is not None:
+            # Uncacheable (or caching off): straight to the route, one frame fewer.
+            return self._route_sync(prompt, {} if kwargs is None else kwargs, plan, True)[0][0]
         record = self._complete(prompt, kwargs, key, plan)[0]
         return record[0]
 
@@ -590,6 +593,12 @@ class LLMManager(ManagerCore):
         if hit:
             text: str = value[0]
             return text
+        if plan is not None and timeout is None and (value is None or not self.single_flight):
+            # No flight to join: straight to the route, one coroutine frame fewer.
+            record = (await self._route_async(prompt, kwargs or {}, plan, None, True))[0]
+            if value is not None:
+                self._store(value, record)
+            return record[0]
         record, _, _ = await self._acomplete(prompt, kwargs, value, plan, timeout)
         return record[0]
 
