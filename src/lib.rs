@@ -39,4 +39,9 @@ mod _native {
     use crate::py_metrics::{ManagerStats, ModelStats};
     #[pymodule_export]
     use crate::py_model::ModelCore;
+
+    #[pymodule_init]
+    fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+        crate::py_manager::install_fast_generate(m.py())
+    }
 }

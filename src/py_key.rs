@@ -121,7 +121,7 @@ fn write_seq<'py>(
 }
 
 /// Kwargs dicts are small: their pairs stay on the stack.
-type Items<'py> = SmallVec<[(Bound<'py, PyAny>, Bound<'py, PyAny>); 8]>;
+pub type Items<'py> = SmallVec<[(Bound<'py, PyAny>, Bound<'py, PyAny>); 8]>;
 
 fn dict_items<'py>(d: &Bound<'py, PyDict>) -> Result<Items<'py>, Uncacheable> {
     let items = RefCell::new(Items::new());
@@ -137,24 +137,33 @@ fn dict_items<'py>(d: &Bound<'py, PyDict>) -> Result<Items<'py>, Uncacheable> {
     Ok(items.into_inner())
 }
 
+/// Pairs with str keys (kwargs, JSON-like data): in key byte order, hashed in one stream.
+/// A dict and the same pairs given as keyword arguments meet here, so they share a key.
+fn write_str_pairs<'py>(
+    b: &mut KeyBuilder,
+    secret: &Secret,
+    items: &[(Bound<'py, PyAny>, Bound<'py, PyAny>)],
+    depth: u32,
+) -> R {
+    let mut keyed: SmallVec<[(StrBytes<'_, '_>, &Bound<'_, PyAny>); 8]> = SmallVec::new();
+    for (k, v) in items {
+        let ks = k.cast::<PyString>().map_err(|_| Uncacheable)?;
+        keyed.push((str_bytes(ks)?, v));
+    }
+    keyed.sort_unstable_by(|a, c| a.0.bytes().cmp(c.0.bytes()));
+    b.tag(tag::DICT_STR);
+    b.len(keyed.len());
+    for (k, v) in &keyed {
+        b.sized(k.tag(), k.bytes());
+        write_value(b, secret, v, depth + 1)?;
+    }
+    Ok(())
+}
+
 fn write_dict(b: &mut KeyBuilder, secret: &Secret, d: &Bound<'_, PyDict>, depth: u32) -> R {
     let items = dict_items(d)?;
-    let all_str = items.iter().all(|(k, _)| k.is_instance_of::<PyString>());
-    if all_str {
-        // Str keys (kwargs, JSON-like data): pairs in key byte order, hashed in one stream.
-        let mut keyed: SmallVec<[(StrBytes<'_, '_>, &Bound<'_, PyAny>); 8]> = SmallVec::new();
-        for (k, v) in &items {
-            let ks = k.cast::<PyString>().map_err(|_| Uncacheable)?;
-            keyed.push((str_bytes(ks)?, v));
-        }
-        keyed.sort_unstable_by(|a, c| a.0.bytes().cmp(c.0.bytes()));
-        b.tag(tag::DICT_STR);
-        b.len(keyed.len());
-        for (k, v) in &keyed {
-            b.sized(k.tag(), k.bytes());
-            write_value(b, secret, v, depth + 1)?;
-        }
-        return Ok(());
+    if items.iter().all(|(k, _)| k.is_instance_of::<PyString>()) {
+        return write_str_pairs(b, secret, &items, depth);
     }
     let mut digests = Vec::with_capacity(items.len());
     for (k, v) in &items {
@@ -279,6 +288,21 @@ pub fn key_for(
             b.len(0);
         }
     }
+    Ok(b.finish())
+}
+
+/// `key_for` with the kwargs as (name, value) pairs straight from a vectorcall: the same
+/// key a dict of those pairs gives, without building the dict.
+pub fn key_for_pairs<'py>(
+    secret: &Secret,
+    route: Key,
+    prompt: &Bound<'py, PyString>,
+    pairs: &[(Bound<'py, PyAny>, Bound<'py, PyAny>)],
+) -> Result<Key, Uncacheable> {
+    let mut b = begin_request(secret, route);
+    write_prompt(&mut b, prompt)?;
+    b.kwargs();
+    write_str_pairs(&mut b, secret, pairs, 0)?;
     Ok(b.finish())
 }
 

@@ -8,20 +8,28 @@
 
 use crate::key::{Key, Secret};
 use crate::py_cache::ResponseCache;
-use crate::py_key::{key_for, key_to_py, route_digest};
+use crate::py_key::{key_for, key_for_pairs, key_to_py, route_digest, Items};
 use crate::py_metrics::ManagerStats;
 use arc_swap::ArcSwap;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
+use pyo3::ffi;
 use pyo3::intern;
+use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use std::sync::Arc;
 
 struct Route {
     digest: Key,
     /// The Python plan (a tuple of model entries), handed to the slow path as is.
     plan: Py<PyAny>,
+}
+
+/// A request's keyword arguments: a dict (the Python paths) or the pairs of a vectorcall.
+enum Kw<'a, 'py> {
+    Dict(Option<&'a Bound<'py, PyDict>>),
+    Pairs(&'a [(Bound<'py, PyAny>, Bound<'py, PyAny>)]),
 }
 
 /// What one request resolved to on entry.
@@ -58,12 +66,12 @@ impl ManagerCore {
     }
 
     /// The whole native entry: type check, one hash, one lookup, the counters.
-    fn enter(
+    fn enter<'py>(
         &self,
-        py: Python<'_>,
-        prompt: &Bound<'_, PyAny>,
+        py: Python<'py>,
+        prompt: &Bound<'py, PyAny>,
         use_cache: bool,
-        kwargs: Option<&Bound<'_, PyDict>>,
+        kwargs: Kw<'_, 'py>,
     ) -> PyResult<Entry> {
         let Ok(text) = prompt.cast::<PyString>() else {
             return Err(PyTypeError::new_err(format!(
@@ -77,7 +85,11 @@ impl ManagerCore {
         let mut key = None;
         if use_cache && !route.plan.is_none(py) {
             if let Some(cache) = self.cache(py) {
-                if let Ok(k) = key_for(cache.secret(), route.digest, text, kwargs) {
+                let hashed = match kwargs {
+                    Kw::Dict(d) => key_for(cache.secret(), route.digest, text, d),
+                    Kw::Pairs(p) => key_for_pairs(cache.secret(), route.digest, text, p),
+                };
+                if let Ok(k) = hashed {
                     if let Some(record) = cache.get_native(py, k)? {
                         stats.c.finish(crate::py_metrics::m::HITS, 1);
                         stats.c.finish(crate::py_metrics::m::SUCCESSES, 1);
@@ -146,31 +158,6 @@ impl ManagerCore {
             .and_then(|c| c.as_ref().map(|c| c.clone_ref(py)))
     }
 
-    /// Generates text for `prompt`: a cache hit is answered here; the rest goes to
-    /// `_generate_slow(prompt, use_cache, kwargs, key, plan)`.
-    #[pyo3(signature = (prompt, use_cache=true, **kwargs))]
-    fn generate(
-        slf: &Bound<'_, Self>,
-        prompt: &Bound<'_, PyAny>,
-        use_cache: bool,
-        kwargs: Option<&Bound<'_, PyDict>>,
-    ) -> PyResult<Py<PyAny>> {
-        let py = slf.py();
-        match slf.get().enter(py, prompt, use_cache, kwargs)? {
-            // Records are (text, model, prompt_tokens, completion_tokens).
-            Entry::Hit(record) => Ok(record.bind(py).get_item(0)?.unbind()),
-            Entry::Miss { key, route } => {
-                let key = key.map(|k| key_to_py(py, k));
-                Ok(slf
-                    .call_method1(
-                        intern!(py, "_generate_slow"),
-                        (prompt, use_cache, kwargs, key, route.plan.clone_ref(py)),
-                    )?
-                    .unbind())
-            }
-        }
-    }
-
     /// The entry alone, for the Python paths (async, result objects): `(True, record, None)`
     /// on a hit, `(False, key or None, plan)` otherwise. Counts like `generate`.
     #[pyo3(signature = (prompt, use_cache=true, kwargs=None))]
@@ -181,13 +168,156 @@ impl ManagerCore {
         use_cache: bool,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
-        match self.enter(py, prompt, use_cache, kwargs)? {
+        match self.enter(py, prompt, use_cache, Kw::Dict(kwargs))? {
             Entry::Hit(record) => Ok((true, record, py.None())),
             Entry::Miss { key, route } => Ok((
                 false,
                 key.map_or_else(|| py.None(), |k| key_to_py(py, k).into_any().unbind()),
                 route.plan.clone_ref(py),
             )),
+        }
+    }
+}
+
+const GENERATE_DOC: &std::ffi::CStr = c"generate($self, prompt, use_cache=True, **kwargs)\n--\n\n\
+Generates text for `prompt`: a cache hit is answered here; the rest goes to \
+`_generate_slow(prompt, use_cache, kwargs, key, plan)`.";
+
+/// Installs `ManagerCore.generate` as a METH_FASTCALL | METH_KEYWORDS method. PyO3 gives a
+/// `**kwargs` method the tuple-and-dict convention, which builds two dicts per call; read
+/// straight from the vectorcall stack, a cache hit with kwargs builds none.
+pub fn install_fast_generate(py: Python<'_>) -> PyResult<()> {
+    // The method table entry must outlive the type: one small leak per module init.
+    let def = Box::leak(Box::new(ffi::PyMethodDef {
+        ml_name: c"generate".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: generate_fast,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: GENERATE_DOC.as_ptr(),
+    }));
+    let ty = py.get_type::<ManagerCore>();
+    // SAFETY: `ty` is a live type object and `def` a 'static method definition.
+    let descr =
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyDescr_NewMethod(ty.as_type_ptr(), def)) }?;
+    ty.setattr(intern!(py, "generate"), descr)
+}
+
+unsafe extern "C" fn generate_fast(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls a method with the interpreter attached.
+    let py = unsafe { Python::assume_attached() };
+    let run = std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the vectorcall protocol: `args` holds `nargs` positionals followed by one
+        // value per name in `kwnames` (a tuple of str, or NULL), all borrowed for the call.
+        unsafe { generate_call(py, slf, args, nargs, kwnames) }
+    });
+    let result = match std::panic::catch_unwind(run) {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic in ManagerCore.generate".into());
+            Err(PanicException::new_err(msg))
+        }
+    };
+    match result {
+        Ok(obj) => obj.into_ptr(),
+        Err(e) => {
+            e.restore(py);
+            std::ptr::null_mut()
+        }
+    }
+}
+
+unsafe fn generate_call<'py>(
+    py: Python<'py>,
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    kwnames: *mut ffi::PyObject,
+) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY (whole body): pointers as described in `generate_fast`.
+    let slf = unsafe { Bound::from_borrowed_ptr(py, slf) };
+    let slf = slf.cast_into::<ManagerCore>()?;
+    let names = unsafe { Bound::from_borrowed_ptr_or_opt(py, kwnames) }
+        .map(|n| n.cast_into::<PyTuple>())
+        .transpose()?;
+    let npos = usize::try_from(nargs).unwrap_or(0);
+    let nkw = names.as_ref().map_or(0, |n| n.len());
+    if npos > 2 {
+        return Err(PyTypeError::new_err(format!(
+            "generate() takes at most 2 positional arguments ({npos} given)"
+        )));
+    }
+    let arg = |i: usize| unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) };
+    let mut prompt = (npos >= 1).then(|| arg(0));
+    let mut use_cache = (npos == 2).then(|| arg(1));
+    let mut pairs = Items::new();
+    if let Some(names) = &names {
+        for i in 0..nkw {
+            let name = names.get_item(i)?;
+            let value = arg(npos + i);
+            let slot = match name.cast::<PyString>().ok().and_then(|s| s.to_str().ok()) {
+                Some("prompt") => &mut prompt,
+                Some("use_cache") => &mut use_cache,
+                _ => {
+                    pairs.push((name, value));
+                    continue;
+                }
+            };
+            if slot.replace(value).is_some() {
+                return Err(PyTypeError::new_err(format!(
+                    "generate() got multiple values for argument {}",
+                    name.repr()?
+                )));
+            }
+        }
+    }
+    let Some(prompt) = prompt else {
+        return Err(PyTypeError::new_err(
+            "generate() missing 1 required positional argument: 'prompt'",
+        ));
+    };
+    let use_cache = match use_cache {
+        None => true,
+        Some(v) => v
+            .cast::<PyBool>()
+            .map_err(|_| {
+                PyTypeError::new_err(format!("use_cache must be a bool, not {}", type_name(&v)))
+            })?
+            .is_true(),
+    };
+    match slf.get().enter(py, &prompt, use_cache, Kw::Pairs(&pairs))? {
+        // Records are (text, model, prompt_tokens, completion_tokens, estimated).
+        Entry::Hit(record) => {
+            let record = record.into_bound(py);
+            match record.cast::<PyTuple>() {
+                Ok(t) => t.get_item(0),
+                Err(_) => record.get_item(0),
+            }
+        }
+        Entry::Miss { key, route } => {
+            let kwargs = if pairs.is_empty() {
+                None
+            } else {
+                let d = PyDict::new(py);
+                for (k, v) in &pairs {
+                    d.set_item(k, v)?;
+                }
+                Some(d)
+            };
+            let key = key.map(|k| key_to_py(py, k));
+            slf.call_method1(
+                intern!(py, "_generate_slow"),
+                (prompt, use_cache, kwargs, key, route.plan.clone_ref(py)),
+            )
         }
     }
 }
