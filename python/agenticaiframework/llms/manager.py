@@ -14,7 +14,15 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from time import perf_counter
 from typing import Any, NoReturn, TypeAlias
 
@@ -52,7 +60,7 @@ InferenceFn: TypeAlias = Callable[[str, dict[str, Any]], Any]
 Record: TypeAlias = tuple[str, str, int, int, bool]
 Errors: TypeAlias = list[tuple[str, BaseException]]
 # What a route run produces: the record, the attempts made, the failures before it.
-Outcome: TypeAlias = tuple[Record, int, Errors]
+Outcome: TypeAlias = tuple[Record, int, Sequence[tuple[str, BaseException]]]
 
 
 class _Model:
@@ -434,7 +442,8 @@ class LLMManager(ManagerCore):
     ) -> Outcome:
         """Walks the route for one request. ``outcome``: also count the request's success
         or failure (False when the work is shared and each waiter counts its own)."""
-        errors: Errors = []
+        # Made on the first failure: a first-try success allocates no list.
+        errors: Errors | None = None
         retries = fallbacks = attempts = 0
         finished = False
         try:
@@ -444,6 +453,8 @@ class LLMManager(ManagerCore):
                 while True:
                     token = rt.begin(attempt > 0)
                     if not token:
+                        if errors is None:
+                            errors = []
                         self._short_circuit(model, errors)
                         break
                     if attempt:
@@ -468,6 +479,8 @@ class LLMManager(ManagerCore):
                         else:
                             record = _normalise(out, prompt, model.name)
                     except Exception as exc:
+                        if errors is None:
+                            errors = []
                         wait = self._failed(model, token, exc, attempt, errors, kwargs)
                         if wait is None:
                             break
@@ -482,11 +495,11 @@ class LLMManager(ManagerCore):
                         self._mstats.record_success(record[2] + record[3], retries, fallbacks)
                     else:
                         self._mstats.record_work(record[2] + record[3], retries, fallbacks)
-                    return record, attempts, errors
+                    return record, attempts, errors or ()
                 fallbacks += 1
             finished = True
             self._count_unanswered(outcome, False, retries, fallbacks - 1)
-            raise self._all_failed(errors)
+            raise self._all_failed(errors or [])
         except BaseException:
             if not finished:
                 self._count_unanswered(outcome, True, retries, fallbacks)
@@ -595,7 +608,7 @@ class LLMManager(ManagerCore):
             return text
         if plan is not None and timeout is None and (value is None or not self.single_flight):
             # No flight to join: straight to the route, one coroutine frame fewer.
-            record = (await self._route_async(prompt, kwargs or {}, plan, None, True))[0]
+            record = (await self._route_async(prompt, kwargs, plan, None, True))[0]
             if value is not None:
                 self._store(value, record)
             return record[0]
@@ -688,7 +701,8 @@ class LLMManager(ManagerCore):
         outcome: bool,
     ) -> Outcome:
         """The async twin of :meth:`_route_sync`."""
-        errors: Errors = []
+        # Made on the first failure: a first-try success allocates no list.
+        errors: Errors | None = None
         retries = fallbacks = attempts = 0
         finished = False
         try:
@@ -698,6 +712,8 @@ class LLMManager(ManagerCore):
                 while True:
                     token = rt.begin(attempt > 0)
                     if not token:
+                        if errors is None:
+                            errors = []
                         self._short_circuit(model, errors)
                         break
                     if attempt:
@@ -710,8 +726,19 @@ class LLMManager(ManagerCore):
                             out = await model.fn(prompt, kwargs)
                         else:
                             out = await self._call_async(model, prompt, kwargs, timeout)
-                        record = _normalise(out, prompt, model.name)
+                        if type(out) is str:
+                            record = (
+                                out,
+                                model.name,
+                                (len(prompt) + 3) >> 2,
+                                (len(out) + 3) >> 2,
+                                True,
+                            )
+                        else:
+                            record = _normalise(out, prompt, model.name)
                     except Exception as exc:
+                        if errors is None:
+                            errors = []
                         wait = self._failed(model, token, exc, attempt, errors, kwargs)
                         if wait is None:
                             break
@@ -726,11 +753,11 @@ class LLMManager(ManagerCore):
                         self._mstats.record_success(record[2] + record[3], retries, fallbacks)
                     else:
                         self._mstats.record_work(record[2] + record[3], retries, fallbacks)
-                    return record, attempts, errors
+                    return record, attempts, errors or ()
                 fallbacks += 1
             finished = True
             self._count_unanswered(outcome, False, retries, fallbacks - 1)
-            raise self._all_failed(errors)
+            raise self._all_failed(errors or [])
         except BaseException:
             if not finished:
                 self._count_unanswered(outcome, True, retries, fallbacks)
@@ -937,7 +964,11 @@ class LLMManager(ManagerCore):
 
 
 def _result(
-    record: Record, cached: bool, attempts: int, latency: float, errors: Errors
+    record: Record,
+    cached: bool,
+    attempts: int,
+    latency: float,
+    errors: Sequence[tuple[str, BaseException]],
 ) -> GenerationResult:
     text, model, pt, ct, estimated = record
     return GenerationResult(
