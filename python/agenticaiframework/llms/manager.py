@@ -104,16 +104,24 @@ class _Model:
         self.timeout = check_seconds(
             "metadata['timeout']", metadata.get("timeout"), allow_none=True
         )
-        both = metadata.get("cost_per_1k_tokens")
-        self.cost_in = _price(metadata.get("cost_per_1k_input_tokens", both))
-        self.cost_out = _price(metadata.get("cost_per_1k_output_tokens", both))
+        both = _price("cost_per_1k_tokens", metadata.get("cost_per_1k_tokens"))
+        self.cost_in = _price("cost_per_1k_input_tokens", metadata.get("cost_per_1k_input_tokens"))
+        self.cost_out = _price(
+            "cost_per_1k_output_tokens", metadata.get("cost_per_1k_output_tokens")
+        )
+        if self.cost_in is None:
+            self.cost_in = both
+        if self.cost_out is None:
+            self.cost_out = both
 
 
-def _price(v: object) -> float | None:
+def _price(name: str, v: object) -> float | None:
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-        raise ValueError(f"token prices must be finite numbers >= 0, got {v!r}")
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TypeError(f"metadata[{name!r}] must be a number, not {type(v).__name__}")
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"metadata[{name!r}] must be a finite number >= 0, got {v!r}")
     return float(v)
 
 
@@ -214,7 +222,15 @@ class LLMManager(ManagerCore):
         assert base is not None and cap is not None
         self.backoff = Backoff(base, cap, jitter)
         self.enable_caching = enable_caching
-        self.single_flight = bool(single_flight)
+        if not isinstance(single_flight, bool):
+            raise TypeError(f"single_flight must be a bool, not {type(single_flight).__name__}")
+        if hash_secret is not None and (
+            not isinstance(hash_secret, bytes) or len(hash_secret) != 16
+        ):
+            raise (ValueError if isinstance(hash_secret, bytes) else TypeError)(
+                "hash_secret must be 16 bytes or None"
+            )
+        self.single_flight = single_flight
         self._flights: SingleFlight[Outcome] = SingleFlight()
         self._sleep = sleep
         self._async_sleep = async_sleep
@@ -287,6 +303,8 @@ class LLMManager(ManagerCore):
 
     def set_active_model(self, name: str | None) -> None:
         """Makes ``name`` the first model tried (None: only the fallback chain)."""
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"model name must be a str or None, not {type(name).__name__}")
         with self._config_lock:
             if name is not None and name not in self._models:
                 raise UnknownModelError(name)
@@ -333,6 +351,8 @@ class LLMManager(ManagerCore):
         return list(self._models)
 
     def _model(self, name: str) -> _Model:
+        if not isinstance(name, str):
+            raise TypeError(f"model_name must be a str, not {type(name).__name__}")
         try:
             return self._models[name]
         except (KeyError, TypeError):
