@@ -4,7 +4,7 @@ VENV := $(abspath .venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
-.PHONY: demo test build lint stubtest wheel-check rust-test py-test fmt clean
+.PHONY: demo test build lint stubtest wheel-check rust-test rust-loom py-test fmt clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,18 @@ rust-test:
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --no-default-features -- -D warnings
 	cargo fmt --check
+
+# Model checking (loom) of the lock-free breaker (src/breaker.rs) and the counters'
+# snapshots (loom/, which checks src/metrics.rs itself). Its own target dir, so the normal
+# build is not invalidated. Bounded to LOOM_MAX_PREEMPTIONS preemptions per execution
+# (unbounded, one three-thread model alone runs for many minutes).
+LOOM_MAX_PREEMPTIONS ?= 3
+LOOM_ENV := CARGO_TARGET_DIR=$(abspath target/loom) RUSTFLAGS="--cfg loom" \
+	LOOM_MAX_PREEMPTIONS=$(LOOM_MAX_PREEMPTIONS)
+rust-loom:
+	$(LOOM_ENV) cargo test --no-default-features --release --lib --quiet loom_tests
+	$(LOOM_ENV) cargo test --manifest-path loom/Cargo.toml --release --quiet
+	cargo fmt --manifest-path loom/Cargo.toml --check
 
 lint: $(STAMP)
 	$(BIN)/ruff check python tests benches examples
@@ -49,7 +61,7 @@ wheel-check: $(STAMP)
 	target/wheel-venv/bin/pip install -q target/wheels/*.whl
 	cd /tmp && $(abspath target/wheel-venv)/bin/python -c "import agenticaiframework._native as n, agenticaiframework.llms as l, importlib.resources as r; assert r.files('agenticaiframework').joinpath('py.typed').is_file() and r.files('agenticaiframework').joinpath('_native.pyi').is_file(); print('wheel ok:', n.__file__)"
 
-test: rust-test lint stubtest py-test wheel-check
+test: rust-test rust-loom lint stubtest py-test wheel-check
 
 fmt: $(STAMP)
 	cargo fmt

@@ -551,31 +551,117 @@ mod tests {
 
 #[cfg(loom)]
 mod loom_tests {
+    //! Model-checked with loom: every interleaving (and every value a load may see under
+    //! the C11 memory model) of 2-3 threads doing permit, success, failure, release,
+    //! reset and trip, at times before and after the recovery timeout.
+    //!
+    //! Run with `make rust-loom`. The search is bounded to `LOOM_MAX_PREEMPTIONS`
+    //! preemptions per execution (3 unless the environment says otherwise); unbounded,
+    //! the three-thread models take many minutes each.
     use super::*;
     use loom::sync::atomic::AtomicUsize;
     use loom::sync::Arc;
 
-    /// Every interleaving of three threads racing for one trial slot and reporting:
-    /// never two trials at once, and the slot count returns to zero.
+    /// The preemption bound when `LOOM_MAX_PREEMPTIONS` is not set.
+    const DEFAULT_PREEMPTIONS: usize = 3;
+
+    fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+        let mut b = loom::model::Builder::new();
+        if b.preemption_bound.is_none() {
+            b.preemption_bound = Some(DEFAULT_PREEMPTIONS);
+        }
+        b.check(f);
+    }
+
+    fn breaker(threshold: u64, timeout: u64, max: u64) -> Arc<Breaker> {
+        Arc::new(Breaker::new(Config {
+            failure_threshold: threshold,
+            recovery_timeout_ms: timeout,
+            half_open_max_calls: max,
+        }))
+    }
+
+    /// Counts trial calls in progress; panics past `max`.
+    struct Trials {
+        running: AtomicUsize,
+        max: usize,
+    }
+
+    impl Trials {
+        fn new(max: usize) -> Arc<Self> {
+            Arc::new(Trials {
+                running: AtomicUsize::new(0),
+                max,
+            })
+        }
+
+        fn enter(&self) {
+            let r = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(r <= self.max, "{r} trials at once, max {}", self.max);
+        }
+
+        fn leave(&self) {
+            self.running.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Three threads race for one trial slot, at times before and after the timeout, and
+    /// report success, failure or nothing: never two trials at once, no trial before the
+    /// timeout, and every slot comes back.
     #[test]
     fn half_open_admits_at_most_max_trials() {
-        loom::model(|| {
-            let br = Arc::new(Breaker::new(Config {
-                failure_threshold: 1,
-                recovery_timeout_ms: 0,
-                half_open_max_calls: 1,
-            }));
+        model(|| {
+            let br = breaker(1, 10, 1);
+            assert!(br.on_failure(Permit::Normal, 0));
+            let trials = Trials::new(1);
+            let hs: Vec<_> = (0..3u64)
+                .map(|t| {
+                    let (br, trials) = (br.clone(), trials.clone());
+                    loom::thread::spawn(move || {
+                        // Thread 2 asks before the timeout (relative to the first opening).
+                        let now = [10, 15, 5][t as usize];
+                        let p = br.acquire(now);
+                        match p {
+                            Permit::Trial => {
+                                assert_ne!(t, 2, "a trial before the recovery timeout");
+                                trials.enter();
+                                trials.leave();
+                                match t {
+                                    0 => br.on_success(p),
+                                    _ => {
+                                        br.on_failure(p, now);
+                                    }
+                                }
+                            }
+                            Permit::Normal => br.on_success(p),
+                            Permit::Rejected => {}
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(br.trials_outstanding(), 0);
+        });
+    }
+
+    /// Two trial slots, three threads each taking one and giving it back (success,
+    /// failure, release): at most two at once, and all slots return.
+    #[test]
+    fn two_slots_never_three_trials() {
+        model(|| {
+            let br = breaker(1, 0, 2);
             br.on_failure(Permit::Normal, 0);
-            let running = Arc::new(AtomicUsize::new(0));
+            let trials = Trials::new(2);
             let hs: Vec<_> = (0..3)
                 .map(|t| {
-                    let (br, running) = (br.clone(), running.clone());
+                    let (br, trials) = (br.clone(), trials.clone());
                     loom::thread::spawn(move || {
                         let p = br.acquire(1);
                         if p == Permit::Trial {
-                            let r = running.fetch_add(1, Ordering::SeqCst);
-                            assert_eq!(r, 0, "two trials at once");
-                            running.fetch_sub(1, Ordering::SeqCst);
+                            trials.enter();
+                            trials.leave();
                             match t {
                                 0 => br.on_success(p),
                                 1 => {
@@ -593,6 +679,158 @@ mod loom_tests {
                 h.join().unwrap();
             }
             assert_eq!(br.trials_outstanding(), 0);
+        });
+    }
+
+    /// No lost transition: racing failure reports on a closed breaker (threshold 2) and a
+    /// success. Exactly one report says it opened the breaker iff it ends open, and two
+    /// failures with no success after them always open it.
+    #[test]
+    fn concurrent_failures_open_exactly_once() {
+        model(|| {
+            let br = breaker(2, 100, 1);
+            let opened = Arc::new(AtomicUsize::new(0));
+            let succeeded_last = Arc::new(AtomicUsize::new(0));
+            let hs: Vec<_> = (0..3)
+                .map(|t| {
+                    let (br, opened, succeeded_last) =
+                        (br.clone(), opened.clone(), succeeded_last.clone());
+                    loom::thread::spawn(move || {
+                        let p = br.acquire(0);
+                        if t < 2 {
+                            if p != Permit::Rejected && br.on_failure(p, 0) {
+                                opened.fetch_add(1, Ordering::SeqCst);
+                            }
+                        } else if p == Permit::Normal {
+                            br.on_success(p);
+                            succeeded_last.store(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            let n = opened.load(Ordering::SeqCst);
+            assert!(n <= 1, "opened {n} times");
+            let is_open = br.state(0) == State::Open;
+            assert_eq!(n == 1, is_open, "an opening was lost or invented");
+            if succeeded_last.load(Ordering::SeqCst) == 0 {
+                assert!(is_open, "two failures and no success must open it");
+            }
+        });
+    }
+
+    /// No permit while open: once the report that opened the breaker is visible to a
+    /// thread, that thread is refused until the timeout, and a stale success (a call
+    /// granted before the opening) does not close it.
+    #[test]
+    fn no_permit_granted_while_open() {
+        model(|| {
+            let br = breaker(1, 10, 1);
+            let seen = Arc::new(AtomicUsize::new(0));
+            let first = br.acquire(0);
+            assert_eq!(first, Permit::Normal);
+            let opener = {
+                let (br, seen) = (br.clone(), seen.clone());
+                loom::thread::spawn(move || {
+                    assert!(br.on_failure(Permit::Normal, 0));
+                    seen.store(1, Ordering::Release);
+                })
+            };
+            let stale = {
+                let br = br.clone();
+                loom::thread::spawn(move || br.on_success(first))
+            };
+            let asker = {
+                let (br, seen) = (br.clone(), seen.clone());
+                loom::thread::spawn(move || {
+                    if seen.load(Ordering::Acquire) == 1 {
+                        assert_eq!(br.acquire(5), Permit::Rejected, "a permit while open");
+                    }
+                })
+            };
+            for h in [opener, stale, asker] {
+                h.join().unwrap();
+            }
+            assert_eq!(br.state(5), State::Open);
+            assert_eq!(br.acquire(5), Permit::Rejected);
+            assert_eq!(br.acquire(10), Permit::Trial);
+        });
+    }
+
+    /// Operators' reset and trip racing a trial: outstanding trials stay counted, so a
+    /// trip right after a reset never lets a second trial in while the first runs.
+    #[test]
+    fn reset_and_trip_never_over_admit() {
+        model(|| {
+            let br = breaker(1, 10, 1);
+            br.on_failure(Permit::Normal, 0);
+            let trials = Trials::new(1);
+            let holder = {
+                let (br, trials) = (br.clone(), trials.clone());
+                loom::thread::spawn(move || {
+                    let p = br.acquire(10);
+                    if p == Permit::Trial {
+                        trials.enter();
+                        trials.leave();
+                        br.release(p);
+                    }
+                })
+            };
+            let operator = {
+                let br = br.clone();
+                loom::thread::spawn(move || {
+                    br.reset();
+                    br.trip(20);
+                })
+            };
+            let late = {
+                let (br, trials) = (br.clone(), trials.clone());
+                loom::thread::spawn(move || {
+                    let p = br.acquire(30);
+                    if p == Permit::Trial {
+                        trials.enter();
+                        trials.leave();
+                        br.on_failure(p, 30);
+                    }
+                })
+            };
+            for h in [holder, operator, late] {
+                h.join().unwrap();
+            }
+            assert_eq!(br.trials_outstanding(), 0);
+        });
+    }
+
+    /// A clock that jumps backwards (one thread asks at an earlier time than the opening)
+    /// re-anchors the timeout and never wedges the breaker: one timeout after the latest
+    /// anchor, a trial is admitted.
+    #[test]
+    fn clock_jump_back_does_not_wedge() {
+        model(|| {
+            let br = breaker(1, 10, 1);
+            br.on_failure(Permit::Normal, 100);
+            let hs: Vec<_> = [5u64, 110]
+                .into_iter()
+                .map(|now| {
+                    let br = br.clone();
+                    loom::thread::spawn(move || {
+                        // At 5 a trial is only possible once the other thread's trial
+                        // made it half-open and gave its slot back.
+                        let p = br.acquire(now);
+                        if p == Permit::Trial {
+                            br.release(p);
+                        }
+                    })
+                })
+                .collect();
+            for h in hs {
+                h.join().unwrap();
+            }
+            assert_eq!(br.trials_outstanding(), 0);
+            // The anchor is 100 or 5: either way, by 110 a trial is due.
+            assert_eq!(br.acquire(110), Permit::Trial);
         });
     }
 }
