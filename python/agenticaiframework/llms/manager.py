@@ -458,10 +458,17 @@ class LLMManager(ManagerCore):
         )
 
     def _route_sync(
-        self, prompt: str, kwargs: dict[str, Any], plan: tuple[_Model, ...], outcome: bool
+        self,
+        prompt: str,
+        kwargs: dict[str, Any],
+        plan: tuple[_Model, ...],
+        outcome: bool,
+        first: tuple[int, Exception | None] | None = None,
     ) -> Outcome:
         """Walks the route for one request. ``outcome``: also count the request's success
-        or failure (False when the work is shared and each waiter counts its own)."""
+        or failure (False when the work is shared and each waiter counts its own).
+        ``first``: the first model's first attempt was already made inline by the caller,
+        as (its token, 0 if refused, and the exception it failed with)."""
         # Made on the first failure: a first-try success allocates no list.
         errors: Errors | None = None
         retries = fallbacks = attempts = 0
@@ -471,7 +478,11 @@ class LLMManager(ManagerCore):
                 rt = model.rt
                 attempt = 0
                 while True:
-                    token = rt.begin(attempt > 0)
+                    pending: Exception | None = None
+                    if first is None:
+                        token = rt.begin(attempt > 0)
+                    else:
+                        (token, pending), first = first, None
                     if not token:
                         if errors is None:
                             errors = []
@@ -482,6 +493,8 @@ class LLMManager(ManagerCore):
                     attempt += 1
                     attempts += 1
                     try:
+                        if pending is not None:
+                            raise pending
                         out = (
                             self._call_sync(model, prompt, kwargs)
                             if model.is_async
@@ -626,13 +639,62 @@ class LLMManager(ManagerCore):
         if hit:
             text: str = value[0]
             return text
-        if plan is not None and timeout is None and (value is None or not self.single_flight):
-            # No flight to join: straight to the route, one coroutine frame fewer.
-            record = (await self._route_async(prompt, kwargs, plan, None, True))[0]
-            if value is not None:
-                self._store(value, record)
-            return record[0]
-        record, _, _ = await self._acomplete(prompt, kwargs, value, plan, timeout)
+        if plan is None or timeout is not None or not plan[0].is_async or plan[0].timeout:
+            return (await self._acomplete(prompt, kwargs, value, plan, timeout))[0][0]
+        # The common case, inline: every frame saved here is saved on each of the
+        # thousands of requests a server keeps in flight. Lead the flight (if any), make
+        # the first attempt right here, and hand anything but a first-try success to the
+        # route walk.
+        lead_token = None
+        if value is not None and self.single_flight:
+            if leading(value) or self._flights.join(value, asyncio.get_running_loop()):
+                # Re-entrant, or a twin is already in flight: the general path.
+                return (await self._acomplete(prompt, kwargs, value, plan, None))[0][0]
+            lead_token = lead(value)
+        model = plan[0]
+        try:
+            token = model.rt.begin(False)
+            if not token:
+                record = (await self._route_async(prompt, kwargs, plan, None, True, (0, None)))[0]
+            else:
+                try:
+                    out = await model.fn(prompt, kwargs)
+                    if type(out) is str:
+                        record = (
+                            out,
+                            model.name,
+                            (len(prompt) + 3) >> 2,
+                            (len(out) + 3) >> 2,
+                            True,
+                        )
+                    else:
+                        record = _normalise(out, prompt, model.name)
+                except Exception as exc:
+                    record = (
+                        await self._route_async(prompt, kwargs, plan, None, True, (token, exc))
+                    )[0]
+                except BaseException:
+                    model.rt.cancel(token)
+                    self._mstats.record_cancelled(0, 0)
+                    raise
+                else:
+                    model.rt.success(token, record[2], record[3])
+                    self._mstats.record_success(record[2] + record[3], 0, 0)
+        except Exception as exc:
+            if lead_token is not None:
+                self._flights.finish(value, error=exc)
+            raise
+        except BaseException:
+            if lead_token is not None:
+                self._flights.finish(value, error=LeaderAborted())
+            raise
+        finally:
+            if lead_token is not None:
+                unlead(lead_token)
+        if value is not None:
+            self._store(value, record)
+            if lead_token is not None:
+                self._flights.finish(value, result=(record, 1, ()))
         return record[0]
 
     async def agenerate_response(
@@ -719,6 +781,7 @@ class LLMManager(ManagerCore):
         plan: tuple[_Model, ...],
         timeout: float | None,
         outcome: bool,
+        first: tuple[int, Exception | None] | None = None,
     ) -> Outcome:
         """The async twin of :meth:`_route_sync`."""
         # Made on the first failure: a first-try success allocates no list.
@@ -730,7 +793,11 @@ class LLMManager(ManagerCore):
                 rt = model.rt
                 attempt = 0
                 while True:
-                    token = rt.begin(attempt > 0)
+                    pending: Exception | None = None
+                    if first is None:
+                        token = rt.begin(attempt > 0)
+                    else:
+                        (token, pending), first = first, None
                     if not token:
                         if errors is None:
                             errors = []
@@ -741,6 +808,8 @@ class LLMManager(ManagerCore):
                     attempt += 1
                     attempts += 1
                     try:
+                        if pending is not None:
+                            raise pending
                         if model.is_async and timeout is None and model.timeout is None:
                             # The common case without the extra coroutine frame.
                             out = await model.fn(prompt, kwargs)
