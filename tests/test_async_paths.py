@@ -1,6 +1,6 @@
-"""agenerate has three ways in (a flight to lead, no flight, no cache, where the first
-attempt is made inline); each scenario must give the same answers, waits and counters
-whichever way it takes."""
+"""generate and agenerate have three ways in (a flight to lead, no flight, no cache; the
+first attempt is made inline); each scenario must give the same answers, waits and
+counters whichever way it takes, sync or async."""
 
 from __future__ import annotations
 
@@ -18,20 +18,30 @@ CONFIGS = {
 }
 
 
-class Script:
+class SyncScript:
     def __init__(self, *steps: Any) -> None:
         self.steps = list(steps)
         self.calls = 0
 
-    async def __call__(self, prompt: str, kwargs: dict[str, Any]) -> Any:
+    def step(self) -> Any:
         self.calls += 1
         step = self.steps.pop(0) if len(self.steps) > 1 else self.steps[0]
         if isinstance(step, BaseException):
             raise step
         return step
 
+    def __call__(self, prompt: str, kwargs: dict[str, Any]) -> Any:
+        return self.step()
 
-def run(config: str, plan: list[tuple[str, Script]], **kw: Any) -> tuple[Any, dict[str, Any]]:
+
+class Script(SyncScript):
+    async def __call__(self, prompt: str, kwargs: dict[str, Any]) -> Any:  # type: ignore[override]
+        return self.step()
+
+
+def run(
+    config: str, plan: list[tuple[str, SyncScript]], sync: bool = False, **kw: Any
+) -> tuple[Any, dict[str, Any]]:
     waits: list[float] = []
 
     async def asleep(s: float) -> None:
@@ -49,7 +59,13 @@ def run(config: str, plan: list[tuple[str, Script]], **kw: Any) -> tuple[Any, di
         except AllModelsFailedError as e:
             return [type(x).__name__ for _, x in e.errors]
 
-    out = asyncio.run(go())
+    def go_sync() -> Any:
+        try:
+            return m.generate("p")
+        except AllModelsFailedError as e:
+            return [type(x).__name__ for _, x in e.errors]
+
+    out = go_sync() if sync else asyncio.run(go())
     met = m.get_metrics()
     for k in ("cache_hits", "cache_misses", "cache_size", "cache_hit_rate"):
         met.pop(k)
@@ -70,9 +86,15 @@ SCENARIOS = {
 }
 
 
+def as_sync(plan: list[tuple[str, SyncScript]]) -> list[tuple[str, SyncScript]]:
+    return [(n, SyncScript(*s.steps)) for n, s in plan]
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_paths_agree(scenario: str) -> None:
     results = {c: run(c, SCENARIOS[scenario](), max_retries=2) for c in CONFIGS}
+    for c in CONFIGS:
+        results[f"sync {c}"] = run(c, as_sync(SCENARIOS[scenario]()), sync=True, max_retries=2)
     first = results["single-flight"]
     for config, got in results.items():
         assert got == first, config

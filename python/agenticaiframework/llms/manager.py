@@ -368,10 +368,58 @@ class LLMManager(ManagerCore):
         key: bytes | None,
         plan: tuple[_Model, ...] | None,
     ) -> str:
-        if key is None and plan is not None:
-            # Uncacheable (or caching off): straight to the route, one frame fewer.
-            return self._route_sync(prompt, {} if kwargs is None else kwargs, plan, True)[0][0]
-        record = self._complete(prompt, kwargs, key, plan)[0]
+        if plan is None or plan[0].is_async:
+            return self._complete(prompt, kwargs, key, plan)[0][0]
+        # The common case, inline (as in agenerate): lead the flight if there is one, make
+        # the first attempt here, hand anything but a first-try success to the route walk.
+        kw = {} if kwargs is None else kwargs
+        led: bytes | None = None  # the key this request leads a flight for
+        if key is not None and self.single_flight:
+            if leading(key) or self._flights.join(key):
+                return self._complete(prompt, kw, key, plan)[0][0]
+            led, lead_token = key, lead(key)
+        model = plan[0]
+        try:
+            token = model.rt.begin(False)
+            if not token:
+                record = self._route_sync(prompt, kw, plan, True, (0, None))[0]
+            else:
+                try:
+                    out = model.fn(prompt, kw)
+                    if type(out) is str:
+                        record = (
+                            out,
+                            model.name,
+                            (len(prompt) + 3) >> 2,
+                            (len(out) + 3) >> 2,
+                            True,
+                        )
+                    else:
+                        record = _normalise(out, prompt, model.name)
+                except Exception as exc:
+                    record = self._route_sync(prompt, kw, plan, True, (token, exc))[0]
+                except BaseException:
+                    model.rt.cancel(token)
+                    self._mstats.record_cancelled(0, 0)
+                    raise
+                else:
+                    model.rt.success(token, record[2], record[3])
+                    self._mstats.record_success(record[2] + record[3], 0, 0)
+        except Exception as exc:
+            if led is not None:
+                self._flights.finish(led, error=exc)
+            raise
+        except BaseException:
+            if led is not None:
+                self._flights.finish(led, error=LeaderAborted())
+            raise
+        finally:
+            if led is not None:
+                unlead(lead_token)
+        if key is not None:
+            self._store(key, record)
+            if led is not None:
+                self._flights.finish(led, result=(record, 1, ()))
         return record[0]
 
     def _complete(
@@ -645,12 +693,12 @@ class LLMManager(ManagerCore):
         # thousands of requests a server keeps in flight. Lead the flight (if any), make
         # the first attempt right here, and hand anything but a first-try success to the
         # route walk.
-        lead_token = None
+        led: bytes | None = None  # the key this request leads a flight for
         if value is not None and self.single_flight:
             if leading(value) or self._flights.join(value, asyncio.get_running_loop()):
                 # Re-entrant, or a twin is already in flight: the general path.
                 return (await self._acomplete(prompt, kwargs, value, plan, None))[0][0]
-            lead_token = lead(value)
+            led, lead_token = value, lead(value)
         model = plan[0]
         try:
             token = model.rt.begin(False)
@@ -681,20 +729,20 @@ class LLMManager(ManagerCore):
                     model.rt.success(token, record[2], record[3])
                     self._mstats.record_success(record[2] + record[3], 0, 0)
         except Exception as exc:
-            if lead_token is not None:
-                self._flights.finish(value, error=exc)
+            if led is not None:
+                self._flights.finish(led, error=exc)
             raise
         except BaseException:
-            if lead_token is not None:
-                self._flights.finish(value, error=LeaderAborted())
+            if led is not None:
+                self._flights.finish(led, error=LeaderAborted())
             raise
         finally:
-            if lead_token is not None:
+            if led is not None:
                 unlead(lead_token)
         if value is not None:
             self._store(value, record)
-            if lead_token is not None:
-                self._flights.finish(value, result=(record, 1, ()))
+            if led is not None:
+                self._flights.finish(led, result=(record, 1, ()))
         return record[0]
 
     async def agenerate_response(
