@@ -90,6 +90,10 @@ impl ResponseCache {
             }
         }
         let n = match shards {
+            // A byte bound is split across shards, which would cap one answer at a shard's
+            // share: byte-bounded caches default to one shard, so the bound is exact and
+            // any answer up to `max_bytes` fits. (Under the GIL shards buy nothing anyway.)
+            None if max_bytes.is_some() => 1,
             // Small caches get few shards so their eviction order stays close to one LRU.
             None => {
                 let want = (max_entries / 64).clamp(1, 16);

@@ -240,18 +240,6 @@ class HugeRetryAfterMs(Exception):
     response = _Response({"retry-after-ms": 10**400})
 
 
-BOOBY_TRAPPED = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the retry policy reads attributes of the model's exception with getattr() "
-    "and float() that let non-AttributeError/OverflowError escape (classify.status_of, "
-    "retry_after_of, parse_retry_after catches only TypeError/ValueError); "
-    "LLMManager._failed re-runs default_retryable() outside its try after a policy error, "
-    "so the error escapes generate(): no retry, no fallback, the request counted as "
-    "cancelled",
-)
-
-
-@BOOBY_TRAPPED
 @pytest.mark.parametrize(
     "exc",
     [StatusProperty(), GetattrRaises(), BrokenHeaders(), HugeRetryAfter(), HugeRetryAfterMs()],
@@ -368,14 +356,6 @@ def test_fifty_megabytes_of_text() -> None:
     env.healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: ResponseCache splits cache_max_bytes evenly across its shards (16 for "
-    "the default 10,000 entries) and rejects any value larger than its shard's share, so "
-    "LLMManager(cache_max_bytes=100 MiB) silently never caches an answer above ~6.25 MiB "
-    "(py_cache.rs ResponseCache::build: split(max_bytes, n, i) per shard)",
-)
 def test_answer_well_under_the_byte_bound_is_cached() -> None:
     big = "t" * (8 * 1024 * 1024)
     env = Env(returning(big), cache_max_bytes=100 * 1024 * 1024)
@@ -394,18 +374,6 @@ def test_answer_larger_than_the_byte_bound_is_served_not_cached() -> None:
     env.healthy()
 
 
-HUGE_TOKENS = pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="BUG: token counts from an LLMResponse are only clamped below (max(0, int(n))); "
-    "ModelCore.success() and ManagerStats.record_success() take i64, so a count >= 2**63 "
-    "(or two whose sum is) raises OverflowError after the model answered, outside the "
-    "attempt's try: the answer is lost, no fallback, the attempt never gets an outcome "
-    "(and a half-open trial permit is never given back: the breaker stays wedged)",
-)
-
-
-@HUGE_TOKENS
 @pytest.mark.parametrize(
     "response",
     [
@@ -421,14 +389,6 @@ def test_absurd_token_counts_do_not_lose_the_answer(response: LLMResponse) -> No
     env.healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: same cause as test_absurd_token_counts_do_not_lose_the_answer: the "
-    "OverflowError in ModelCore.success() comes before the breaker hears of the trial, so "
-    "its half-open permit is never returned and the model is skipped for good "
-    "(trials_outstanding stays 1)",
-)
 def test_absurd_token_counts_do_not_wedge_a_half_open_breaker() -> None:
     answers: list[Any] = [ConnectionError("down"), LLMResponse("t", prompt_tokens=2**63)]
 
@@ -542,30 +502,23 @@ def test_model_thread_with_a_copied_context_may_repeat_the_request() -> None:
     env.healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (or a limit to document): single-flight deadlock. A model that hands the "
-    "identical request to a thread of its own (a plain threading.Thread or pool, which "
-    "does not inherit contextvars) and waits for it: the thread is not recognised as "
-    "re-entrant (singleflight.leading() reads a ContextVar), so it joins the flight and "
-    "waits for the leader, which waits for the thread",
-)
-def test_model_thread_repeating_the_request_does_not_deadlock() -> None:
-    joined = threading.Event()
+def test_model_thread_repeating_the_request_with_its_context() -> None:
+    """A documented limit (README, single-flight): a thread a model starts itself does not
+    inherit contextvars, so the identical request made from it would join the flight its
+    own leader leads and wait for it. Carried into the thread (``copy_context().run``, as
+    ``asyncio.to_thread`` does), the context marks it re-entrant and it runs."""
 
     def fn(prompt: str, kwargs: dict[str, Any]) -> str:
         if kwargs.get("inner"):
             return "inner"
         out: list[str] = []
-        t = threading.Thread(target=lambda: out.append(env.m.generate(prompt, inner=False)))
-        t.daemon = True
+        ctx = contextvars.copy_context()
+        t = threading.Thread(
+            target=ctx.run, args=(lambda: out.append(env.m.generate(prompt, inner=False)),)
+        )
         t.start()
-        # Bounded, so a deadlock fails the test instead of hanging the suite.
-        t.join(timeout=2.0)
-        if t.is_alive():
-            return "gave up waiting"
-        joined.set()
+        t.join(timeout=30)
+        assert not t.is_alive()
         return "outer " + out[0]
 
     calls = 0
@@ -577,7 +530,6 @@ def test_model_thread_repeating_the_request_does_not_deadlock() -> None:
 
     env = Env(counted)
     assert env.m.generate("same", inner=False) == "outer inner"
-    assert joined.is_set()
 
 
 # ---------------------------------------------------------------- hangs
@@ -625,14 +577,6 @@ def test_async_timeout_bounds_a_hung_sync_model_and_the_thread_is_released() -> 
     env.healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (or a README gap): metadata['timeout'] is ignored when sync generate() "
-    "runs an async model on its thread's own loop (manager._call_sync -> _run_blocking "
-    "awaits the coroutine without wait_for), although an async model can be interrupted; "
-    "a hung async model hangs generate() for good",
-)
 def test_metadata_timeout_bounds_an_async_model_under_sync_generate() -> None:
     release = threading.Event()
 

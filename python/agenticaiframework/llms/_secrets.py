@@ -51,15 +51,24 @@ def remember(value: object) -> None:
         _known_pattern = re.compile("|".join(re.escape(v) for v in ordered))
 
 
-def remember_from(mapping: Mapping[Any, Any] | None) -> None:
+# How deep remember_from/redact_mapping look into nested mappings: far beyond any real
+# configuration, and short of Python's recursion limit on hostile (deep or cyclic) input.
+MAX_DEPTH = 32
+
+
+def remember_from(mapping: Mapping[Any, Any] | None, _depth: int = 0) -> None:
     """Registers the values of secret-looking names in a mapping (and nested mappings)."""
-    if not mapping:
+    if not mapping or _depth > MAX_DEPTH:
         return
-    for k, v in mapping.items():
+    try:
+        items = list(mapping.items())
+    except Exception:  # a hostile Mapping: nothing we can read is worth failing a request
+        return
+    for k, v in items:
         if is_secret_name(k):
             remember(v)
         elif isinstance(v, Mapping):
-            remember_from(v)
+            remember_from(v, _depth + 1)
 
 
 def redact_text(text: str) -> str:
@@ -70,14 +79,14 @@ def redact_text(text: str) -> str:
     return _KEY_SHAPES.sub(MASK, text)
 
 
-def redact_mapping(mapping: Mapping[Any, Any]) -> dict[Any, Any]:
-    """A copy with secret-looking values masked, recursively."""
+def redact_mapping(mapping: Mapping[Any, Any], _depth: int = 0) -> dict[Any, Any]:
+    """A copy with secret-looking values masked, recursively (cycles and depth cut off)."""
     out: dict[Any, Any] = {}
     for k, v in mapping.items():
         if is_secret_name(k) and v is not None:
             out[k] = MASK
         elif isinstance(v, Mapping):
-            out[k] = redact_mapping(v)
+            out[k] = redact_mapping(v, _depth + 1) if _depth < MAX_DEPTH else "{...}"
         elif isinstance(v, str):
             # A key under a name we do not recognise ("openai_key") is still key-shaped.
             out[k] = redact_text(v)

@@ -7,7 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
 from .._native import BreakerCore
-from ._validate import check_count, check_seconds
+from ._validate import (
+    MAX_FAILURE_THRESHOLD,
+    MAX_HALF_OPEN_CALLS,
+    MAX_RECOVERY_TIMEOUT,
+    check_count,
+    check_seconds,
+)
 from .errors import CircuitBreakerOpenError
 
 P = ParamSpec("P")
@@ -47,9 +53,9 @@ class CircuitBreaker:
         clock: Clock = time.monotonic,
         name: str | None = None,
     ) -> None:
-        check_count("failure_threshold", failure_threshold)
-        check_seconds("recovery_timeout", recovery_timeout)
-        check_count("half_open_max_calls", half_open_max_calls)
+        check_count("failure_threshold", failure_threshold, maximum=MAX_FAILURE_THRESHOLD)
+        check_seconds("recovery_timeout", recovery_timeout, maximum=MAX_RECOVERY_TIMEOUT)
+        check_count("half_open_max_calls", half_open_max_calls, maximum=MAX_HALF_OPEN_CALLS)
         if not callable(clock):
             raise TypeError("clock must be a callable returning seconds")
         self.name = name

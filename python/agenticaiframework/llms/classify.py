@@ -27,9 +27,13 @@ def status_retryable(status: int) -> bool:
 
 
 def status_of(exc: BaseException) -> int | None:
-    """The HTTP status an exception carries (ours: ``status``; SDKs: ``status_code``)."""
+    """The HTTP status an exception carries (ours: ``status``; SDKs: ``status_code``).
+    Attributes that raise when read (properties, ``__getattr__``) count as absent."""
     for attr in ("status", "status_code"):
-        v = getattr(exc, attr, None)
+        try:
+            v = getattr(exc, attr, None)
+        except Exception:
+            continue
         if type(v) is int:
             return v
     return None
@@ -47,19 +51,24 @@ def default_retryable(exc: BaseException) -> bool:
 def parse_retry_after(headers: Mapping[str, Any] | Any, now: float | None = None) -> float | None:
     """Seconds from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
 
-    Returns None when absent or unreadable; never negative.
+    Returns None when absent or unreadable (whatever the headers object raises); never
+    negative.
     """
+    try:
+        return _parse_retry_after(headers, now)
+    except Exception:
+        return None
+
+
+def _parse_retry_after(headers: Mapping[str, Any] | Any, now: float | None) -> float | None:
     get = getattr(headers, "get", None)
     if get is None:
         return None
-    try:
-        ms = get("retry-after-ms")
-        if ms is not None:
-            v = float(ms) / 1000.0
-            return v if math.isfinite(v) and v >= 0 else None
-        raw = get("retry-after")
-    except (TypeError, ValueError):
-        return None
+    ms = get("retry-after-ms")
+    if ms is not None:
+        v = float(ms) / 1000.0
+        return v if math.isfinite(v) and v >= 0 else None
+    raw = get("retry-after")
     if raw is None:
         return None
     raw = str(raw).strip()
@@ -76,12 +85,17 @@ def parse_retry_after(headers: Mapping[str, Any] | Any, now: float | None = None
 
 
 def retry_after_of(exc: BaseException) -> float | None:
-    """The wait an exception asks for: our ``retry_after``, or an SDK response's headers."""
-    v = getattr(exc, "retry_after", None)
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v) if math.isfinite(v) and v >= 0 else None
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+    """The wait an exception asks for: our ``retry_after``, or an SDK response's headers.
+    None when there is none or it cannot be read."""
+    try:
+        v = getattr(exc, "retry_after", None)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            f = float(v)
+            return f if math.isfinite(f) and f >= 0 else None
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+    except Exception:
+        return None
     return parse_retry_after(headers) if headers is not None else None
 
 

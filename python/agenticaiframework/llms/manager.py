@@ -28,7 +28,14 @@ from typing import Any, NoReturn, TypeAlias
 
 from .._native import ManagerCore, ModelCore, ModelStats, ResponseCache
 from . import _secrets
-from ._validate import check_count, check_seconds
+from ._validate import (
+    MAX_ENTRIES,
+    MAX_FAILURE_THRESHOLD,
+    MAX_HALF_OPEN_CALLS,
+    MAX_RECOVERY_TIMEOUT,
+    check_count,
+    check_seconds,
+)
 from .circuit_breaker import CircuitBreaker, native_clock
 from .classify import Classifier, default_retryable, make_policy, retry_after_of
 from .errors import (
@@ -132,11 +139,34 @@ def _is_async_callable(fn: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
+# The base str length: a str subclass's own __len__ (user code, may raise) is never called
+# on the caller's prompt.
+_plen = str.__len__
+
+
+# Reported token counts are clamped: the native counters take 64-bit ints, and an absurd
+# (but numeric) count must not lose an answer the model already gave. A count that is not
+# a number at all (NaN, "many") makes the response invalid, like a text that is not str.
+MAX_TOKENS = 1 << 32
+
+
+def _tokens(v: object, model: str) -> int:
+    if v is None:
+        return 0
+    try:
+        n: int = int(v)  # type: ignore[call-overload]
+    except Exception:
+        raise InvalidResponseError(
+            f"model {model!r} reported a token count that is not a number"
+        ) from None
+    return min(max(0, n), MAX_TOKENS)
+
+
 def _normalise(out: object, prompt: str, model: str) -> Record:
     """A str or LLMResponse from the inference function, as a cache record."""
     if type(out) is str or isinstance(out, str):
         text = str(out)
-        return (text, model, estimate_tokens(prompt), estimate_tokens(text), True)
+        return (text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(text), True)
     if isinstance(out, LLMResponse):
         if not isinstance(out.text, str):
             raise InvalidResponseError(
@@ -144,8 +174,8 @@ def _normalise(out: object, prompt: str, model: str) -> Record:
             )
         pt, ct = out.prompt_tokens, out.completion_tokens
         if pt is None and ct is None:
-            return (out.text, model, estimate_tokens(prompt), estimate_tokens(out.text), True)
-        return (out.text, model, max(0, int(pt or 0)), max(0, int(ct or 0)), False)
+            return (out.text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(out.text), True)
+        return (out.text, model, _tokens(pt, model), _tokens(ct, model), False)
     raise InvalidResponseError(
         f"model {model!r} returned {type(out).__name__}; expected str or LLMResponse"
     )
@@ -203,15 +233,21 @@ class LLMManager(ManagerCore):
         self.max_retries = check_count("max_retries", max_retries)
         if not isinstance(enable_caching, bool):
             raise TypeError("enable_caching must be a bool")
-        check_count("cache_max_entries", cache_max_entries)
+        check_count("cache_max_entries", cache_max_entries, maximum=MAX_ENTRIES)
         if cache_max_bytes is not None:
             check_count("cache_max_bytes", cache_max_bytes)
         ttl = check_seconds("cache_ttl", cache_ttl, allow_none=True)
         if ttl == 0:
             raise ValueError("cache_ttl must be > 0 or None")
-        self.failure_threshold = check_count("failure_threshold", failure_threshold)
-        self.recovery_timeout = check_seconds("recovery_timeout", recovery_timeout)
-        self.half_open_max_calls = check_count("half_open_max_calls", half_open_max_calls)
+        self.failure_threshold = check_count(
+            "failure_threshold", failure_threshold, maximum=MAX_FAILURE_THRESHOLD
+        )
+        self.recovery_timeout = check_seconds(
+            "recovery_timeout", recovery_timeout, maximum=MAX_RECOVERY_TIMEOUT
+        )
+        self.half_open_max_calls = check_count(
+            "half_open_max_calls", half_open_max_calls, maximum=MAX_HALF_OPEN_CALLS
+        )
         base = check_seconds("backoff_base", backoff_base)
         cap = check_seconds("backoff_max", backoff_max)
         if jitter not in (None, "full", "equal"):
@@ -390,7 +426,7 @@ class LLMManager(ManagerCore):
                         record = (
                             out,
                             model.name,
-                            (len(prompt) + 3) >> 2,
+                            (_plen(prompt) + 3) >> 2,
                             (len(out) + 3) >> 2,
                             True,
                         )
@@ -500,7 +536,11 @@ class LLMManager(ManagerCore):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return _run_blocking(model.fn(prompt, kwargs))
+            call = model.fn(prompt, kwargs)
+            if model.timeout is not None:
+                # An async model can be interrupted: its metadata timeout holds here too.
+                call = asyncio.wait_for(call, model.timeout)
+            return _run_blocking(call)
         raise NonRetryableError(
             f"model {model.name!r} is async: inside an event loop, call agenerate()"
         )
@@ -553,7 +593,7 @@ class LLMManager(ManagerCore):
                             record: Record = (
                                 out,
                                 model.name,
-                                (len(prompt) + 3) >> 2,
+                                (_plen(prompt) + 3) >> 2,
                                 (len(out) + 3) >> 2,
                                 True,
                             )
@@ -606,11 +646,16 @@ class LLMManager(ManagerCore):
         if attempt >= self.max_retries or opened:
             return None
         try:
-            retry = model.policy(exc)
+            retry = bool(model.policy(exc))
         except Exception as bad:
-            # A broken user classifier must not lose the request: use the default.
-            logger.warning("classifier for %r raised %s", model.name, describe(bad))
-            retry = default_retryable(exc)
+            # A broken classifier (or an exception whose attributes raise when read) must
+            # not lose the request: the default policy decides, and if even that cannot
+            # read the exception, it is retried like any failure we know nothing about.
+            logger.warning("classifying %r's failure raised %s", model.name, describe(bad))
+            try:
+                retry = default_retryable(exc)
+            except Exception:
+                retry = True
         if not retry:
             return None
         if model.core.state != "closed":
@@ -683,6 +728,9 @@ class LLMManager(ManagerCore):
         """The async twin of :meth:`generate`. ``async def`` models are awaited; plain ones
         run in a worker thread so the loop never blocks. ``timeout`` (seconds) bounds each
         attempt, overriding the model's ``metadata['timeout']``; it is not passed on."""
+        if timeout is not None:
+            # Before the request is counted, so a bad value leaves the metrics adding up.
+            check_seconds("timeout", timeout)
         hit, value, plan = self._enter(prompt, use_cache, kwargs)
         if hit:
             text: str = value[0]
@@ -711,7 +759,7 @@ class LLMManager(ManagerCore):
                         record = (
                             out,
                             model.name,
-                            (len(prompt) + 3) >> 2,
+                            (_plen(prompt) + 3) >> 2,
                             (len(out) + 3) >> 2,
                             True,
                         )
@@ -749,6 +797,8 @@ class LLMManager(ManagerCore):
         self, prompt: str, use_cache: bool = True, *, timeout: float | None = None, **kwargs: Any
     ) -> GenerationResult:
         """The async twin of :meth:`generate_response`."""
+        if timeout is not None:
+            check_seconds("timeout", timeout)
         t0 = perf_counter()
         hit, value, plan = self._enter(prompt, use_cache, kwargs)
         if hit:
@@ -766,8 +816,6 @@ class LLMManager(ManagerCore):
     ) -> Outcome:
         if plan is None:
             self._no_route()
-        if timeout is not None:
-            check_seconds("timeout", timeout)
         kw = {} if kwargs is None else kwargs
         if key is None or not self.single_flight or leading(key):
             result = await self._route_async(prompt, kw, plan, timeout, True)
@@ -867,7 +915,7 @@ class LLMManager(ManagerCore):
                             record = (
                                 out,
                                 model.name,
-                                (len(prompt) + 3) >> 2,
+                                (_plen(prompt) + 3) >> 2,
                                 (len(out) + 3) >> 2,
                                 True,
                             )
@@ -1273,9 +1321,15 @@ class _StreamRun:
     ) -> None:
         text = "".join(parts)
         if usage is None:
-            pt, ct, est = estimate_tokens(prompt), estimate_tokens(text), True
+            pt, ct, est = (_plen(prompt) + 3) >> 2, estimate_tokens(text), True
         else:
-            pt, ct, est = usage.prompt_tokens, usage.completion_tokens, usage.estimated
+            try:
+                pt = _tokens(usage.prompt_tokens, model.name)
+                ct = _tokens(usage.completion_tokens, model.name)
+                est = usage.estimated is True
+            except InvalidResponseError:
+                # The text arrived whole: a garbled usage report costs only the counts.
+                pt, ct, est = (_plen(prompt) + 3) >> 2, estimate_tokens(text), True
         model.rt.success(token, pt, ct)
         self.finished = True
         self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
