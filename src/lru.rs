@@ -225,6 +225,13 @@ impl<V> Lru<V> {
                     i
                 }
                 None => {
+                    if self.nodes.len() == self.nodes.capacity() {
+                        // Grow by doubling, but never past the bound: a full cache holds no
+                        // slack (Vec's own doubling would leave up to half of it unused).
+                        let cap = self.nodes.capacity();
+                        let target = (cap * 2).max(16).min(self.max_entries).max(cap + 1);
+                        self.nodes.reserve_exact(target - cap);
+                    }
                     self.nodes.push(node);
                     (self.nodes.len() - 1) as u32
                 }
