@@ -4,7 +4,7 @@ VENV := $(abspath .venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
-.PHONY: demo test build lint stubtest wheel-check rust-test rust-loom py-test fmt clean
+.PHONY: demo test build lint stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -67,6 +67,23 @@ fmt: $(STAMP)
 	cargo fmt
 	$(BIN)/ruff format python tests benches examples
 	$(BIN)/ruff check --fix python tests benches examples
+
+# The peer comparison (issue 6; benches/compare/): builds the peers' venvs under
+# .bench-venvs/ (rebuilt when their requirements file changes), then runs interleaved
+# rounds, memory and callgrind (~10 minutes) and writes BENCHMARKS.md and
+# benches/compare/hot_paths.png. It measures the extension as `make build` left it.
+BENCH_PY ?= python3.11
+BENCH_VENVS := $(abspath .bench-venvs)
+BENCH_ROUNDS ?= 5
+
+$(BENCH_VENVS)/%/.stamp: benches/compare/requirements-%.txt
+	rm -rf $(BENCH_VENVS)/$*
+	$(BENCH_PY) -m venv $(BENCH_VENVS)/$*
+	$(BENCH_VENVS)/$*/bin/python -m pip install -q -r $<
+	touch $@
+
+bench-compare: $(BENCH_VENVS)/ours/.stamp $(BENCH_VENVS)/afw3012/.stamp $(BENCH_VENVS)/litellm/.stamp
+	$(BENCH_VENVS)/ours/bin/python benches/compare/run.py --rounds $(BENCH_ROUNDS)
 
 clean:
 	rm -rf target $(VENV) python/agenticaiframework/*.so
