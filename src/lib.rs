@@ -23,6 +23,8 @@ mod py_manager;
 mod py_metrics;
 #[cfg(feature = "python")]
 mod py_model;
+#[cfg(feature = "python")]
+mod py_record;
 
 /// Every structure is atomics or short `parking_lot` locks that never wrap Python code,
 /// so the module is sound without the GIL (`gil_used = false`).
@@ -39,6 +41,8 @@ mod _native {
     use crate::py_metrics::{ManagerStats, ModelStats};
     #[pymodule_export]
     use crate::py_model::ModelCore;
+    #[pymodule_export]
+    use crate::py_record::Record;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

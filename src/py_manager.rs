@@ -10,6 +10,7 @@ use crate::key::{Key, Secret};
 use crate::py_cache::ResponseCache;
 use crate::py_key::{key_for, key_for_pairs, key_to_py, route_digest, Items};
 use crate::py_metrics::ManagerStats;
+use crate::py_record::Record;
 use arc_swap::ArcSwap;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
@@ -295,11 +296,11 @@ unsafe fn generate_call<'py>(
             .is_true(),
     };
     match slf.get().enter(py, &prompt, use_cache, Kw::Pairs(&pairs))? {
-        // Records are (text, model, prompt_tokens, completion_tokens, estimated).
         Entry::Hit(record) => {
             let record = record.into_bound(py);
-            match record.cast::<PyTuple>() {
-                Ok(t) => t.get_item(0),
+            match record.cast::<Record>() {
+                Ok(r) => Ok(r.get().text_ref(py).into_any()),
+                // Only the manager stores records; anything else is read as a sequence.
                 Err(_) => record.get_item(0),
             }
         }

@@ -108,6 +108,12 @@ impl ManagerStats {
         Ok(())
     }
 
+    /// A request answered at the first try: its tokens and its success.
+    pub fn first_try_success(&self, tokens: u64) {
+        self.c.finish(m::TOKENS, tokens);
+        self.c.finish(m::SUCCESSES, 1);
+    }
+
     pub fn hit(&self) {
         self.c.start(m::REQUESTS, 1);
         self.c.finish(m::HITS, 1);

@@ -7,9 +7,11 @@
 
 use crate::breaker::Permit;
 use crate::py_breaker::{permit_from_int, BreakerCore};
-use crate::py_metrics::{count, ModelStats};
+use crate::py_metrics::{count, ManagerStats, ModelStats};
+use crate::py_record::{code_points, Record};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -39,13 +41,60 @@ fn split(token: i64) -> PyResult<(Permit, u64)> {
 pub struct ModelCore {
     breaker: Py<BreakerCore>,
     stats: Py<ModelStats>,
+    /// For `answered`: the model's name (records carry it) and its manager's counters.
+    name: Option<Py<PyString>>,
+    manager: Option<Py<ManagerStats>>,
+}
+
+/// About four characters a token, as the providers' rules of thumb go.
+fn estimate(chars: usize) -> u32 {
+    u32::try_from(chars.div_ceil(4)).unwrap_or(u32::MAX)
 }
 
 #[pymethods]
 impl ModelCore {
     #[new]
-    fn new(breaker: Py<BreakerCore>, stats: Py<ModelStats>) -> Self {
-        ModelCore { breaker, stats }
+    #[pyo3(signature = (breaker, stats, name=None, manager=None))]
+    fn new(
+        breaker: Py<BreakerCore>,
+        stats: Py<ModelStats>,
+        name: Option<Py<PyString>>,
+        manager: Option<Py<ManagerStats>>,
+    ) -> Self {
+        ModelCore {
+            breaker,
+            stats,
+            name,
+            manager,
+        }
+    }
+
+    /// The common case in one call: the first attempt `token` answered `text` (a str) to
+    /// `prompt`. Reports the success with estimated usage to the model, its breaker and
+    /// the manager, and returns the cache record.
+    fn answered(
+        &self,
+        py: Python<'_>,
+        token: i64,
+        prompt: &Bound<'_, PyString>,
+        text: Bound<'_, PyString>,
+    ) -> PyResult<Record> {
+        let (Some(name), Some(manager)) = (&self.name, &self.manager) else {
+            return Err(PyValueError::new_err(
+                "answered() needs a ModelCore built with name= and manager=",
+            ));
+        };
+        let (permit, start) = split(token)?;
+        let (p, q) = (
+            estimate(code_points(prompt)?),
+            estimate(code_points(&text)?),
+        );
+        self.stats
+            .get()
+            .success(now_ns().saturating_sub(start), u64::from(p), u64::from(q));
+        self.breaker.get().core().on_success(permit);
+        manager.get().first_try_success(u64::from(p) + u64::from(q));
+        Ok(Record::build(text.unbind(), name.clone_ref(py), p, q, true))
     }
 
     /// Starts an attempt: 0 when the breaker rejects it (counted as a short-circuit),

@@ -11,6 +11,7 @@ __all__ = [
     "ManagerStats",
     "ModelCore",
     "ModelStats",
+    "Record",
     "ResponseCache",
 ]
 
@@ -144,8 +145,15 @@ class ManagerCore:
 class ModelCore:
     """One model's breaker and counters behind two native calls per attempt."""
 
-    def __new__(cls, breaker: BreakerCore, stats: ModelStats) -> ModelCore: ...
+    def __new__(
+        cls,
+        breaker: BreakerCore,
+        stats: ModelStats,
+        name: str | None = None,
+        manager: ManagerStats | None = None,
+    ) -> ModelCore: ...
     def begin(self, retry: bool = False) -> int: ...
+    def answered(self, token: int, prompt: str, text: str) -> Record: ...
     def success(self, token: int, prompt_tokens: int = 0, completion_tokens: int = 0) -> None: ...
     def first_chunk(self, token: int) -> None: ...
     def failure(self, token: int) -> bool: ...
@@ -154,3 +162,26 @@ class ModelCore:
     def breaker(self) -> BreakerCore: ...
     @property
     def stats(self) -> ModelStats: ...
+
+@final
+class Record:
+    """What the response cache stores for one answer."""
+
+    def __new__(
+        cls,
+        text: str,
+        model: str,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        estimated: bool = False,
+    ) -> Record: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def estimated(self) -> bool: ...

@@ -26,7 +26,14 @@ from collections.abc import (
 from time import perf_counter
 from typing import Any, NoReturn, TypeAlias
 
-from .._native import ManagerCore, ModelCore, ModelStats, ResponseCache
+from .._native import (
+    ManagerCore,
+    ManagerStats,
+    ModelCore,
+    ModelStats,
+    Record,
+    ResponseCache,
+)
 from . import _secrets
 from ._validate import (
     MAX_ENTRIES,
@@ -63,8 +70,6 @@ from .singleflight import (
 logger = logging.getLogger("agenticaiframework.llms")
 
 InferenceFn: TypeAlias = Callable[[str, dict[str, Any]], Any]
-# (text, model, prompt_tokens, completion_tokens, estimated): what the cache stores.
-Record: TypeAlias = tuple[str, str, int, int, bool]
 Errors: TypeAlias = list[tuple[str, BaseException]]
 # What a route run produces: the record, the attempts made, the failures before it.
 Outcome: TypeAlias = tuple[Record, int, Sequence[tuple[str, BaseException]]]
@@ -97,6 +102,7 @@ class _Model:
         breaker: CircuitBreaker,
         serial: int,
         policy: Callable[[BaseException], bool],
+        manager_stats: ManagerStats,
     ) -> None:
         self.name = name
         self.policy = policy
@@ -106,7 +112,7 @@ class _Model:
         self.breaker = breaker
         self.core = breaker.core
         self.stats = ModelStats()
-        self.rt = ModelCore(self.core, self.stats)
+        self.rt = ModelCore(self.core, self.stats, name, manager_stats)
         self.serial = serial
         self.timeout = check_seconds(
             "metadata['timeout']", metadata.get("timeout"), allow_none=True
@@ -147,7 +153,7 @@ _plen = str.__len__
 # Reported token counts are clamped: the native counters take 64-bit ints, and an absurd
 # (but numeric) count must not lose an answer the model already gave. A count that is not
 # a number at all (NaN, "many") makes the response invalid, like a text that is not str.
-MAX_TOKENS = 1 << 32
+MAX_TOKENS = (1 << 32) - 1  # Record keeps u32 counts
 
 
 def _tokens(v: object, model: str) -> int:
@@ -166,7 +172,7 @@ def _normalise(out: object, prompt: str, model: str) -> Record:
     """A str or LLMResponse from the inference function, as a cache record."""
     if type(out) is str or isinstance(out, str):
         text = str(out)
-        return (text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(text), True)
+        return Record(text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(text), True)
     if isinstance(out, LLMResponse):
         if not isinstance(out.text, str):
             raise InvalidResponseError(
@@ -174,8 +180,10 @@ def _normalise(out: object, prompt: str, model: str) -> Record:
             )
         pt, ct = out.prompt_tokens, out.completion_tokens
         if pt is None and ct is None:
-            return (out.text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(out.text), True)
-        return (out.text, model, _tokens(pt, model), _tokens(ct, model), False)
+            return Record(
+                out.text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(out.text), True
+            )
+        return Record(out.text, model, _tokens(pt, model), _tokens(ct, model), False)
     raise InvalidResponseError(
         f"model {model!r} returned {type(out).__name__}; expected str or LLMResponse"
     )
@@ -333,7 +341,9 @@ class LLMManager(ManagerCore):
             )
         with self._config_lock:
             self._serial += 1
-            self._models[name] = _Model(name, inference_fn, meta, breaker, self._serial, policy)
+            self._models[name] = _Model(
+                name, inference_fn, meta, breaker, self._serial, policy, self._mstats
+            )
             self._publish()
         logger.info("registered model %r", name)
 
@@ -405,14 +415,14 @@ class LLMManager(ManagerCore):
         plan: tuple[_Model, ...] | None,
     ) -> str:
         if plan is None or plan[0].is_async:
-            return self._complete(prompt, kwargs, key, plan)[0][0]
+            return self._complete(prompt, kwargs, key, plan)[0].text
         # The common case, inline (as in agenerate): lead the flight if there is one, make
         # the first attempt here, hand anything but a first-try success to the route walk.
         kw = {} if kwargs is None else kwargs
         led: bytes | None = None  # the key this request leads a flight for
         if key is not None and self.single_flight:
             if leading(key) or self._flights.join(key):
-                return self._complete(prompt, kw, key, plan)[0][0]
+                return self._complete(prompt, kw, key, plan)[0].text
             led, lead_token = key, lead(key)
         model = plan[0]
         try:
@@ -422,15 +432,7 @@ class LLMManager(ManagerCore):
             else:
                 try:
                     out = model.fn(prompt, kw)
-                    if type(out) is str:
-                        record = (
-                            out,
-                            model.name,
-                            (_plen(prompt) + 3) >> 2,
-                            (len(out) + 3) >> 2,
-                            True,
-                        )
-                    else:
+                    if type(out) is not str:
                         record = _normalise(out, prompt, model.name)
                 except Exception as exc:
                     record = self._route_sync(prompt, kw, plan, True, (token, exc))[0]
@@ -439,8 +441,13 @@ class LLMManager(ManagerCore):
                     self._mstats.record_cancelled(0, 0)
                     raise
                 else:
-                    model.rt.success(token, record[2], record[3])
-                    self._mstats.record_success(record[2] + record[3], 0, 0)
+                    if type(out) is str:
+                        # Success, usage, breaker, manager counters and the record: one call.
+                        record = model.rt.answered(token, prompt, out)
+                    else:
+                        pt, ct = record.prompt_tokens, record.completion_tokens
+                        model.rt.success(token, pt, ct)
+                        self._mstats.record_success(pt + ct, 0, 0)
         except Exception as exc:
             if led is not None:
                 self._flights.finish(led, error=exc)
@@ -456,7 +463,7 @@ class LLMManager(ManagerCore):
             self._store(key, record)
             if led is not None:
                 self._flights.finish(led, result=(record, 1, ()))
-        return record[0]
+        return record.text
 
     def _complete(
         self,
@@ -528,7 +535,7 @@ class LLMManager(ManagerCore):
         cache = self._cache
         if cache is not None:
             # Sized by text length: the byte bound tracks what responses weigh.
-            cache.put(key, record, len(record[0]) + 64)
+            cache.put(key, record, len(record.text) + 64)
 
     def _call_sync(self, model: _Model, prompt: str, kwargs: dict[str, Any]) -> Any:
         if not model.is_async:
@@ -590,7 +597,7 @@ class LLMManager(ManagerCore):
                         )
                         if type(out) is str:
                             # The common case, inlined: a plain str answer, usage estimated.
-                            record: Record = (
+                            record: Record = Record(
                                 out,
                                 model.name,
                                 (_plen(prompt) + 3) >> 2,
@@ -610,12 +617,16 @@ class LLMManager(ManagerCore):
                     except BaseException:
                         rt.cancel(token)
                         raise
-                    rt.success(token, record[2], record[3])
+                    rt.success(token, record.prompt_tokens, record.completion_tokens)
                     finished = True
                     if outcome:
-                        self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                        self._mstats.record_success(
+                            record.prompt_tokens + record.completion_tokens, retries, fallbacks
+                        )
                     else:
-                        self._mstats.record_work(record[2] + record[3], retries, fallbacks)
+                        self._mstats.record_work(
+                            record.prompt_tokens + record.completion_tokens, retries, fallbacks
+                        )
                     return record, attempts, errors or ()
                 fallbacks += 1
             finished = True
@@ -733,10 +744,10 @@ class LLMManager(ManagerCore):
             check_seconds("timeout", timeout)
         hit, value, plan = self._enter(prompt, use_cache, kwargs)
         if hit:
-            text: str = value[0]
+            text: str = value.text
             return text
         if plan is None or timeout is not None or not plan[0].is_async or plan[0].timeout:
-            return (await self._acomplete(prompt, kwargs, value, plan, timeout))[0][0]
+            return (await self._acomplete(prompt, kwargs, value, plan, timeout))[0].text
         # The common case, inline: every frame saved here is saved on each of the
         # thousands of requests a server keeps in flight. Lead the flight (if any), make
         # the first attempt right here, and hand anything but a first-try success to the
@@ -745,7 +756,7 @@ class LLMManager(ManagerCore):
         if value is not None and self.single_flight:
             if leading(value) or self._flights.join(value, asyncio.get_running_loop()):
                 # Re-entrant, or a twin is already in flight: the general path.
-                return (await self._acomplete(prompt, kwargs, value, plan, None))[0][0]
+                return (await self._acomplete(prompt, kwargs, value, plan, None))[0].text
             led, lead_token = value, lead(value)
         model = plan[0]
         try:
@@ -755,15 +766,7 @@ class LLMManager(ManagerCore):
             else:
                 try:
                     out = await model.fn(prompt, kwargs)
-                    if type(out) is str:
-                        record = (
-                            out,
-                            model.name,
-                            (_plen(prompt) + 3) >> 2,
-                            (len(out) + 3) >> 2,
-                            True,
-                        )
-                    else:
+                    if type(out) is not str:
                         record = _normalise(out, prompt, model.name)
                 except Exception as exc:
                     record = (
@@ -774,8 +777,12 @@ class LLMManager(ManagerCore):
                     self._mstats.record_cancelled(0, 0)
                     raise
                 else:
-                    model.rt.success(token, record[2], record[3])
-                    self._mstats.record_success(record[2] + record[3], 0, 0)
+                    if type(out) is str:
+                        record = model.rt.answered(token, prompt, out)
+                    else:
+                        pt, ct = record.prompt_tokens, record.completion_tokens
+                        model.rt.success(token, pt, ct)
+                        self._mstats.record_success(pt + ct, 0, 0)
         except Exception as exc:
             if led is not None:
                 self._flights.finish(led, error=exc)
@@ -791,7 +798,7 @@ class LLMManager(ManagerCore):
             self._store(value, record)
             if led is not None:
                 self._flights.finish(led, result=(record, 1, ()))
-        return record[0]
+        return record.text
 
     async def agenerate_response(
         self, prompt: str, use_cache: bool = True, *, timeout: float | None = None, **kwargs: Any
@@ -912,7 +919,7 @@ class LLMManager(ManagerCore):
                         else:
                             out = await self._call_async(model, prompt, kwargs, timeout)
                         if type(out) is str:
-                            record = (
+                            record = Record(
                                 out,
                                 model.name,
                                 (_plen(prompt) + 3) >> 2,
@@ -932,12 +939,16 @@ class LLMManager(ManagerCore):
                     except BaseException:
                         rt.cancel(token)
                         raise
-                    rt.success(token, record[2], record[3])
+                    rt.success(token, record.prompt_tokens, record.completion_tokens)
                     finished = True
                     if outcome:
-                        self._mstats.record_success(record[2] + record[3], retries, fallbacks)
+                        self._mstats.record_success(
+                            record.prompt_tokens + record.completion_tokens, retries, fallbacks
+                        )
                     else:
-                        self._mstats.record_work(record[2] + record[3], retries, fallbacks)
+                        self._mstats.record_work(
+                            record.prompt_tokens + record.completion_tokens, retries, fallbacks
+                        )
                     return record, attempts, errors or ()
                 fallbacks += 1
             finished = True
@@ -976,7 +987,7 @@ class LLMManager(ManagerCore):
     def _stream_sync(self, prompt: str, use_cache: bool, kwargs: dict[str, Any]) -> Iterator[str]:
         hit, key, plan = self._enter(prompt, use_cache, kwargs)
         if hit:
-            yield key[0]
+            yield key.text
             return
         if plan is None:
             self._no_route()
@@ -1037,7 +1048,7 @@ class LLMManager(ManagerCore):
     ) -> AsyncIterator[str]:
         hit, key, plan = self._enter(prompt, use_cache, kwargs)
         if hit:
-            yield key[0]
+            yield key.text
             return
         if plan is None:
             self._no_route()
@@ -1155,16 +1166,20 @@ def _result(
     latency: float,
     errors: Sequence[tuple[str, BaseException]],
 ) -> GenerationResult:
-    text, model, pt, ct, estimated = record
     return GenerationResult(
-        text=text,
-        model=model,
+        text=record.text,
+        model=record.model,
         cached=cached,
         attempts=attempts,
         latency=latency,
-        usage=Usage(pt, ct, estimated),
+        usage=Usage(record.prompt_tokens, record.completion_tokens, record.estimated),
         errors=tuple(errors),
     )
+
+
+def _usage_of(rec: Record) -> Usage | None:
+    """The usage a model reported, or None when it was estimated."""
+    return None if rec.estimated else Usage(rec.prompt_tokens, rec.completion_tokens)
 
 
 __all__ = ["LLMError", "LLMManager"]
@@ -1214,7 +1229,7 @@ def _open_sync(
     opener = getattr(model.fn, "stream", None)
     if not callable(opener):
         rec = _normalise(m._call_sync(model, prompt, kw), prompt, model.name)
-        return iter(()), rec[0], None if rec[4] else Usage(rec[2], rec[3])
+        return iter(()), rec.text, _usage_of(rec)
     it = iter(opener(prompt, kw))
     usage: Usage | None = None
     try:
@@ -1261,7 +1276,7 @@ async def _open_async(
         it = _threaded(sync_opener, prompt, kw)
     else:
         rec = _normalise(await m._call_async(model, prompt, kw, None), prompt, model.name)
-        return _nothing(), rec[0], None if rec[4] else Usage(rec[2], rec[3])
+        return _nothing(), rec.text, _usage_of(rec)
     usage: Usage | None = None
     try:
         async for item in it:
@@ -1334,7 +1349,7 @@ class _StreamRun:
         self.finished = True
         self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
         if key is not None:
-            self.m._store(key, (text, model.name, pt, ct, est))
+            self.m._store(key, Record(text, model.name, pt, ct, est))
 
     def exhausted(self) -> NoReturn:
         self.finished = True
