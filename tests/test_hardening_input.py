@@ -42,8 +42,13 @@ class Counting:
         return f"ok:{str.__len__(prompt)}"
 
 
+async def _no_wait(seconds: float) -> None:
+    return None
+
+
 def manager(fn: Callable[[str, dict[str, Any]], Any] | None = None, **kw: Any) -> LLMManager:
     kw.setdefault("sleep", lambda seconds: None)
+    kw.setdefault("async_sleep", _no_wait)
     kw.setdefault("clock", lambda: 0.0)
     m = LLMManager(**kw)
     m.register_model("m", fn if fn is not None else Counting())
