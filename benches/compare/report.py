@@ -133,12 +133,31 @@ def fmt_ratio(v: float | None) -> str:
 # --------------------------------------------------------------------- sections
 
 
-def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str]]]:
-    rows: list[tuple[str, str, str, str]] = []
-    ours = "ours"
+def cg_per_call(res: dict[str, Any]) -> dict[tuple[str, str], float]:
+    cg = res.get("callgrind")
+    if not cg:
+        return {}
+    dn = cg["n2"] - cg["n1"]
+    return {(c["impl"], c["path"]): (c["ir_n2"] - c["ir_n1"]) / dn for c in cg["counts"]}
 
-    def verdict(ok: bool | None) -> str:
-        return "n/a" if ok is None else ("**met**" if ok else "**not met**")
+
+def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, ...]]]:
+    rows: list[tuple[str, ...]] = []
+    ours = "ours"
+    cg = cg_per_call(res)
+
+    def verdict(xs: list[float] | None, ok: Any) -> str:
+        """Judged on the median; says so when some rounds fall on the other side."""
+        if not xs:
+            return "n/a"
+        v = "**met**" if ok(statistics.median(xs)) else "**not met**"
+        hits = sum(1 for x in xs if ok(x))
+        if 0 < hits < len(xs):
+            v += f" (in {hits} of {len(xs)} rounds)"
+        return v
+
+    def cg_ratio(a: tuple[str, str], b: tuple[str, str]) -> str:
+        return f"{cg[a] / cg[b]:.1f}×" if a in cg and b in cg else ""
 
     r = ratio_series(series(res, ours, "hit/32B/none"), series(res, "floor", "hit/32B/none"))
     rows.append(
@@ -146,10 +165,14 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
             "cache hit, 32-char prompt, vs `functools.lru_cache` hit",
             "≤ 4×",
             fmt_x(r),
-            verdict(None if r is None else med(r) <= 4),  # type: ignore[operator]
+            cg_ratio(("ours", "hit"), ("floor", "hit")),
+            verdict(r, lambda v: v <= 4),
         )
     )
-    for kw, label in (("none", "no kwargs"), ("two", "temperature=0.7, max_tokens=500")):
+    for kw, label, cgp in (
+        ("none", "no kwargs", "hit"),
+        ("two", "temperature=0.7, max_tokens=500", "hit:two"),
+    ):
         r = ratio_series(
             series(res, "afw3012", f"hit/32B/{kw}"), series(res, ours, f"hit/32B/{kw}")
         )
@@ -158,7 +181,8 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
                 f"cache hit vs agenticaiframework 3.0.12 hit, {label}",
                 "≥ 10× faster",
                 fmt_x(r) + " faster" if r else "n/a",
-                verdict(None if r is None else med(r) >= 10),  # type: ignore[operator]
+                cg_ratio(("afw3012", cgp), ("ours", cgp)),
+                verdict(r, lambda v: v >= 10),
             )
         )
     r = ratio_series(series(res, "litellm", "hit/32B/none"), series(res, ours, "hit/32B/none"))
@@ -167,7 +191,8 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
             "cache hit vs LiteLLM Router cache hit (32-char, no kwargs)",
             "≥ 1000× faster",
             fmt_x(r) + " faster" if r else "n/a",
-            verdict(None if r is None else med(r) >= 1000),  # type: ignore[operator]
+            "",
+            verdict(r, lambda v: v >= 1000),
         )
     )
     a, b = series(res, ours, "first_try"), series(res, "floor", "first_try")
@@ -175,12 +200,16 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
         d = [a[i] - b[i] for i in range(min(len(a), len(b)))]
         s = spread(d)
         assert s is not None
+        extra = ""
+        if ("ours", "first_try") in cg and ("floor", "first_try") in cg:
+            extra = f"+{cg[('ours', 'first_try')] - cg[('floor', 'first_try')]:,.0f} instr."
         rows.append(
             (
                 "first-try success (caching off) over a bare call of the same function",
                 "≤ +1 µs",
                 f"+{s[0]:.0f} ns ({s[1]:.0f}–{s[2]:.0f})",
-                verdict(s[0] <= 1000),
+                extra,
+                verdict(d, lambda v: v <= 1000),
             )
         )
     mb = series(res, ours, "hit/1MB/none")
@@ -193,7 +222,8 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
                 "cache hit, 1 MB prompt (1,048,576 bytes hashed per hit)",
                 "≥ 2 GB/s",
                 f"{s[0]:.2f} GB/s ({s[1]:.2f}–{s[2]:.2f})",
-                verdict(s[0] >= 2),
+                "",
+                verdict(gbs, lambda v: v >= 2),
             )
         )
     fr = fanout_ratios(res, ours)
@@ -203,7 +233,8 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
             "`await fn()`: wall time",
             "≤ 1.10×",
             fmt_x(fr, 3),
-            verdict(None if not fr else med(fr) <= 1.10),  # type: ignore[operator]
+            "",
+            verdict(fr, lambda v: v <= 1.10).replace("rounds)", "pairs)"),
         )
     )
     mem = res["impls"].get(ours, {}).get("memory")
@@ -213,7 +244,8 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
                 f"memory per cached entry beyond the value ({mem['entries']:,} entries, RSS)",
                 "≤ 200 B",
                 f"{mem['bytes_per_entry']:.0f} B",
-                verdict(mem["bytes_per_entry"] <= 200),
+                "",
+                verdict([mem["bytes_per_entry"]], lambda v: v <= 200),
             )
         )
         grow = flat_growth(mem)
@@ -224,14 +256,15 @@ def goals(res: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, str
                 "flat",
                 f"{grow / 2**20:+.2f} MiB from {2 * mem['bound']:,} to {mem['total']:,} "
                 f"requests; peak RSS {mem['peak_rss'] / 2**20:.1f} MiB",
-                verdict(abs(grow) <= 2**20),
+                "",
+                verdict([abs(grow)], lambda v: v <= 2**20),
             )
         )
     lines = [
-        "| goal | target | ours: median (min–max over rounds) | |",
-        "|---|---|---|---|",
+        "| goal | target | ours: median (min–max over rounds) | callgrind cross-check | |",
+        "|---|---|---|---|---|",
     ]
-    lines += [f"| {g} | {t} | {v} | {ok} |" for g, t, v, ok in rows]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines, rows
 
 
@@ -362,11 +395,9 @@ CG_LABEL = {
 
 
 def callgrind_table(res: dict[str, Any]) -> list[str]:
-    cg = res.get("callgrind")
-    if not cg:
+    per = cg_per_call(res)
+    if not per:
         return ["(not run)"]
-    dn = cg["n2"] - cg["n1"]
-    per = {(c["impl"], c["path"]): (c["ir_n2"] - c["ir_n1"]) / dn for c in cg["counts"]}
     lines = [
         "| implementation | path | instructions per call | vs floor | vs ours |",
         "|---|---|---|---|---|",
@@ -522,6 +553,10 @@ def render(res: dict[str, Any]) -> None:
         "![hot paths](benches/compare/hot_paths.png)",
         "",
         "## Goals (issue 6)",
+        "",
+        "Judged on the median over rounds (over fan-out pairs for the fan-out). The "
+        "callgrind column gives the same ratio in instructions per call, which the "
+        "machine's load cannot move.",
         "",
         *goal_lines,
         "",
