@@ -1,0 +1,145 @@
+"""What the provider adapters share: loading an optional SDK, reading the key, and
+translating SDK exceptions into the library's error types."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import os
+from types import ModuleType
+from typing import Any
+
+from .. import _secrets
+from ..classify import parse_retry_after
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    ContextLengthError,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderTimeoutError,
+    RateLimitError,
+    RetryableProviderError,
+)
+
+# Phrases providers use for a prompt that does not fit the context window.
+_CONTEXT_PHRASES = (
+    "context_length_exceeded",
+    "maximum context length",
+    "context window",
+    "prompt is too long",
+    "too many tokens",
+    "reduce the length",
+)
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Imports an optional SDK, or says which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"the {module!r} package is needed for this adapter: "
+            f"pip install 'agenticaiframework[{extra}]'"
+        ) from exc
+
+
+def api_key(given: str | None, env: str, base_url: str | None) -> str:
+    """The key from the argument or the environment; registered so it is scrubbed from
+    any text the library emits. A local server (``base_url``) may need none."""
+    key = given if given is not None else os.environ.get(env)
+    if not key:
+        if base_url is None:
+            raise ValueError(f"no API key: pass api_key= or set {env}")
+        key = "unused"  # OpenAI-compatible local servers ignore it; the SDK wants one
+    _secrets.remember(key)
+    return key
+
+
+@functools.lru_cache(maxsize=32)
+def _accepted(create: Any) -> frozenset[str] | None:
+    """The keyword names an SDK method takes (None: it takes any)."""
+    try:
+        params = inspect.signature(create).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return frozenset(p.name for p in params)
+
+
+def call_create(create: Any, request: dict[str, Any]) -> Any:
+    """Calls an SDK ``create`` with the request; parameters this SDK version does not name
+    (``top_k`` for vLLM, ``temperature`` where an SDK dropped it) travel in ``extra_body``,
+    so per-call kwargs always reach the server."""
+    names = _accepted(getattr(create, "__func__", create))
+    if names is None:
+        return create(**request)
+    known = {k: v for k, v in request.items() if k in names}
+    extra = {k: v for k, v in request.items() if k not in names}
+    if extra:
+        known["extra_body"] = {**extra, **(known.get("extra_body") or {})}
+    return create(**known)
+
+
+def _message(exc: BaseException) -> str:
+    """The provider's own message: the error body's, else the SDK's text."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+    msg = getattr(exc, "message", None)
+    if isinstance(msg, str):
+        return msg
+    try:
+        return str(exc)
+    except Exception:
+        return type(exc).__name__
+
+
+def _code(exc: BaseException) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return str(err.get("code") or err.get("type") or "")
+    return str(getattr(exc, "code", "") or "")
+
+
+def translate(exc: Exception, provider: str) -> Exception:
+    """The library's error for an SDK exception (anything else is returned unchanged).
+
+    Timeouts, connection errors, 408, 409, 429 and 5xx are retryable (429 and any status
+    carry the ``Retry-After`` the provider sent); 401/403 are AuthenticationError, a
+    context-length error is ContextLengthError, other 4xx BadRequestError: not retried on
+    that model, the fallback chain still applies.
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    if not isinstance(status, int):
+        if "Timeout" in name:
+            return ProviderTimeoutError(_message(exc), provider=provider)
+        # The SDKs' connection errors, and the HTTP stack's own (a stream cut midway
+        # surfaces as the transport's error, not the SDK's).
+        transport = type(exc).__module__.split(".")[0].startswith(("httpx", "httpcore"))
+        if "Connection" in name or transport:
+            return ProviderConnectionError(_message(exc), provider=provider)
+        return exc
+    response = getattr(exc, "response", None)
+    wait = parse_retry_after(getattr(response, "headers", None))
+    msg = _message(exc)
+    kw: dict[str, Any] = {"status": status, "provider": provider, "retry_after": wait}
+    if status == 429:
+        return RateLimitError(msg, **kw)
+    if status in (408, 409) or status >= 500:
+        return RetryableProviderError(msg, **kw)
+    if status in (401, 403):
+        return AuthenticationError(msg, **kw)
+    text = f"{_code(exc)} {msg}".lower()
+    if any(p in text for p in _CONTEXT_PHRASES):
+        return ContextLengthError(msg, **kw)
+    return BadRequestError(msg, **kw)
