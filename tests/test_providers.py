@@ -336,3 +336,33 @@ def test_key_from_env_and_missing_key(monkeypatch: Any, srv: ProviderServer) -> 
     monkeypatch.delenv("OPENAI_API_KEY")
     srv.replace("/v1/chat/completions", openai_ok("local"))
     assert openai_chat("m", base_url=srv.url + "/v1")("hi", {}).text == "local"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_demo_against_an_openai_compatible_endpoint(
+    srv: ProviderServer, monkeypatch: Any, asynchronous: bool, all_logs: Any
+) -> None:
+    import io
+
+    from agenticaiframework.llms.__main__ import main
+
+    srv.script("/v1/chat/completions", openai_error(503, "warming up"), openai_ok("real answer"))
+    monkeypatch.setenv("OPENAI_MODEL", "served-model")
+    monkeypatch.setenv("OPENAI_API_KEY", SENTINEL)
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.url + "/v1")
+    out = io.StringIO()
+    argv = ["demo", "--openai", "--requests", "6"] + (["--async"] if asynchronous else [])
+    assert main(argv, out=out) == 0
+    text = out.getvalue()
+    assert "served-model" in text and SENTINEL not in text
+    bodies = [s.body for s in srv.requests()]
+    assert bodies and all(b["model"] == "served-model" for b in bodies)
+    assert_no_key(caplog=all_logs)
+
+
+def test_demo_openai_switch_needs_a_model(monkeypatch: Any) -> None:
+    from agenticaiframework.llms.__main__ import main
+
+    monkeypatch.delenv("OPENAI_MODEL", raising=False)
+    with pytest.raises(SystemExit, match="OPENAI_MODEL"):
+        main(["demo", "--openai"])

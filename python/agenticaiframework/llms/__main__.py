@@ -1,16 +1,21 @@
 """The demo: simulated providers behind a manager with a fallback chain.
 
-    python -m agenticaiframework.llms demo [--requests N] [--async] [--seed S]
+    python -m agenticaiframework.llms demo [--requests N] [--async] [--seed S] [--openai]
 
 No API key and no network: three simulated models (one with an outage window) answer a
 stream of prompts with repeats, and the demo prints progress, then the metrics, each
 model's stats and its breaker state.
+
+``--openai`` puts a real OpenAI-compatible endpoint first instead, from the environment:
+``OPENAI_MODEL`` (required), ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` (for vLLM, Ollama,
+llama.cpp server, ...), with the simulated local model as its fallback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
@@ -69,6 +74,32 @@ def build_manager(seed: int, scale: float) -> LLMManager:
     )
     llm.set_active_model("gpt-4")
     llm.set_fallback_chain(["gpt-4", "claude-opus", "local-llama"])
+    return llm
+
+
+def build_openai_manager(seed: int, asynchronous: bool) -> LLMManager:
+    """A real OpenAI-compatible endpoint (from the environment) before a simulated one."""
+    from .providers.openai_chat import openai_chat
+
+    model = os.environ.get("OPENAI_MODEL")
+    if not model:
+        raise SystemExit("--openai needs OPENAI_MODEL (and OPENAI_API_KEY or OPENAI_BASE_URL)")
+    llm = LLMManager(max_retries=3, failure_threshold=4, recovery_timeout=30.0)
+    fn = openai_chat(
+        model,
+        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        timeout=30.0,
+        asynchronous=asynchronous,
+        default_params={"max_tokens": 64},
+    )
+    llm.register_model(model, fn, {"provider": "openai-compatible"})
+    llm.register_model(
+        "local-llama",
+        SimulatedModel("local-llama", latency=0.0, failure_rate=0.0, seed=seed),
+        {"provider": "simulated"},
+    )
+    llm.set_active_model(model)
+    llm.set_fallback_chain(["local-llama"])
     return llm
 
 
@@ -168,24 +199,40 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser = argparse.ArgumentParser(prog="python -m agenticaiframework.llms")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run simulated models behind a fallback chain")
-    demo.add_argument("--requests", type=int, default=1500)
+    demo.add_argument("--requests", type=int, default=None, help="1500 (20 with --openai)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--async", dest="use_async", action="store_true")
     demo.add_argument("--concurrency", type=int, default=50)
     demo.add_argument(
         "--time-scale", type=float, default=1.0, help="scale every latency and timeout"
     )
+    demo.add_argument(
+        "--openai",
+        action="store_true",
+        help="a real OpenAI-compatible endpoint first (OPENAI_MODEL, OPENAI_API_KEY, "
+        "OPENAI_BASE_URL)",
+    )
     args = parser.parse_args(argv)
+    if args.requests is None:
+        args.requests = 20 if args.openai else 1500
     if args.requests < 1:
         parser.error("--requests must be >= 1")
 
-    llm = build_manager(args.seed, args.time_scale)
+    if args.openai:
+        llm = build_openai_manager(args.seed, args.use_async)
+        route = [llm.active_model, *llm.fallback_chain]
+        about = f"route {route[0]} -> {route[1:]} (a real endpoint, then a simulated one)"
+    else:
+        llm = build_manager(args.seed, args.time_scale)
+        about = (
+            f"route {llm.active_model} -> {llm.fallback_chain[1:]}; gpt-4 has an outage "
+            f"from {0.4 * args.time_scale:.1f}s to {1.4 * args.time_scale:.1f}s"
+        )
     stream = prompts(args.requests, args.seed)
     mode = f"asyncio, {args.concurrency} at a time" if args.use_async else "sync"
     print(
         f"agenticaiframework demo: {len(stream)} prompts ({len(set(stream))} distinct), "
-        f"{mode}; route {llm.active_model} -> {llm.fallback_chain[1:]}; gpt-4 has an outage "
-        f"from {0.4 * args.time_scale:.1f}s to {1.4 * args.time_scale:.1f}s",
+        f"{mode}; {about}",
         file=out,
     )
     t0 = time.perf_counter()
