@@ -14,17 +14,20 @@ use crate::py_record::Record;
 use arc_swap::ArcSwap;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::ffi;
+use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::panic::PanicException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
+use pyo3::PyTraverseError;
 use std::sync::Arc;
 
 struct Route {
     digest: Key,
-    /// The Python plan (a tuple of model entries), handed to the slow path as is.
-    plan: Py<PyAny>,
+    /// The Python plan (a tuple of model entries), handed to the slow path as is; None
+    /// when no model is configured (or the collector cleared it).
+    plan: Option<Py<PyAny>>,
 }
 
 /// A request's keyword arguments: a dict (the Python paths) or the pairs of a vectorcall.
@@ -84,7 +87,7 @@ impl ManagerCore {
         let stats = self.stats.get();
         stats.c.start(crate::py_metrics::m::REQUESTS, 1);
         let mut key = None;
-        if use_cache && !route.plan.is_none(py) {
+        if use_cache && route.plan.is_some() {
             if let Some(cache) = self.cache(py) {
                 let hashed = match kwargs {
                     Kw::Dict(d) => key_for(cache.secret(), route.digest, text, d),
@@ -120,7 +123,7 @@ impl ManagerCore {
             stats: Py::new(py, ManagerStats::default())?,
             route: ArcSwap::from_pointee(Route {
                 digest: 0,
-                plan: py.None(),
+                plan: None,
             }),
             secret: PyOnceLock::new(),
         })
@@ -143,6 +146,7 @@ impl ManagerCore {
     ) -> PyResult<()> {
         let digest = route_digest(&self.secret(py), identity)
             .map_err(|_| PyTypeError::new_err("route identity must be hashable by value"))?;
+        let plan = (!plan.is_none(py)).then_some(plan);
         self.route.store(Arc::new(Route { digest, plan }));
         Ok(())
     }
@@ -150,6 +154,23 @@ impl ManagerCore {
     #[getter]
     fn _stats(&self, py: Python<'_>) -> Py<ManagerStats> {
         self.stats.clone_ref(py)
+    }
+
+    /// The route's plan holds the models, and a model may hold its manager (a closure, an
+    /// Agent): the collector must see that edge to free such a cycle.
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(plan) = &self.route.load().plan {
+            visit.call(plan)?;
+        }
+        visit.call(&self.stats)?;
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        self.route.store(Arc::new(Route {
+            digest: 0,
+            plan: None,
+        }));
     }
 
     #[getter]
@@ -174,10 +195,17 @@ impl ManagerCore {
             Entry::Miss { key, route } => Ok((
                 false,
                 key.map_or_else(|| py.None(), |k| key_to_py(py, k).into_any().unbind()),
-                route.plan.clone_ref(py),
+                plan_of(py, &route),
             )),
         }
     }
+}
+
+fn plan_of(py: Python<'_>, route: &Route) -> Py<PyAny> {
+    route
+        .plan
+        .as_ref()
+        .map_or_else(|| py.None(), |p| p.clone_ref(py))
 }
 
 const GENERATE_DOC: &std::ffi::CStr = c"generate($self, prompt, use_cache=True, **kwargs)\n--\n\n\
@@ -317,7 +345,7 @@ unsafe fn generate_call<'py>(
             let key = key.map(|k| key_to_py(py, k));
             slf.call_method1(
                 intern!(py, "_generate_slow"),
-                (prompt, use_cache, kwargs, key, route.plan.clone_ref(py)),
+                (prompt, use_cache, kwargs, key, plan_of(py, &route)),
             )
         }
     }

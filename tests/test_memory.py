@@ -284,16 +284,6 @@ def test_a_dropped_manager_is_freed() -> None:
     assert ref() is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: leak. ManagerCore (py_manager.rs) keeps the route plan (a tuple of _Model, "
-    "each holding the inference function) in an ArcSwap that the garbage collector cannot "
-    "see: the pyclass has no __traverse__/__clear__. A model that refers back to its "
-    "manager (a closure calling m.get_metrics(), an Agent holding both) makes a cycle "
-    "through native code, and the manager, its models and its whole cache are never freed. "
-    "BreakerCore/ResponseCache clocks (Clock::Py) are edges the GC cannot see either",
-)
 def test_a_manager_whose_model_refers_back_to_it_is_freed() -> None:
     class Model:
         def __init__(self, m: LLMManager) -> None:
@@ -386,15 +376,6 @@ def test_many_async_calls_leave_no_python_allocations_behind(quiet_logs: Any) ->
     assert len(m._flights) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _secrets.remember() keeps every secret-named kwarg value of every failed "
-    "attempt for the life of the process and recompiles one alternation regex over all "
-    "of them on each new one (plus the re module caches the old patterns): a server "
-    "whose users pass their own api_key grows without bound, and each new key costs "
-    "O(number of keys seen) (measured: 400 distinct failing keys took 5.8 s, 700 known)",
-)
 def test_per_request_secrets_do_not_accumulate(quiet_logs: Any) -> None:
     def down(prompt: str, kwargs: dict[str, Any]) -> str:
         raise ConnectionError("down")

@@ -278,17 +278,6 @@ def test_secret_in_deep_metadata_and_echoing_model(logs: Any) -> None:
     assert m.get_model_info("a")["metadata"]["provider"] == "x"
 
 
-LIST_NOT_SCANNED = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _secrets.remember_from() descends into nested Mappings only, not lists or "
-    "tuples, so a secret under a secret name inside a list (messages=[{'api_key': ...}], "
-    "metadata {'keys': [{'token': ...}]}) is never remembered, and a model error that "
-    "echoes the request shows it in logs and in AllModelsFailedError",
-)
-
-
-@LIST_NOT_SCANNED
 def test_secret_inside_a_list_kwarg(logs: Any) -> None:
     secret = plain("inlist")
     m = route()
@@ -298,7 +287,6 @@ def test_secret_inside_a_list_kwarg(logs: Any) -> None:
     assert secret not in everything_including_reprs(m, ei.value, logs)
 
 
-@LIST_NOT_SCANNED
 def test_secret_inside_a_list_in_metadata(logs: Any) -> None:
     secret = plain("metalist")
     meta = {"keys": [{"token": secret}]}
@@ -314,14 +302,6 @@ def test_secret_inside_a_list_in_metadata(logs: Any) -> None:
     assert secret not in everything_including_reprs(m, ei.value, logs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _secrets.remember_from() does not descend into a mapping whose own name "
-    "looks secret ({'auth': {'token': ...}}, {'credentials': {...}}): remember() ignores "
-    "the non-str value and the elif that recurses is never reached. get_model_info masks "
-    "the whole value, but a model error echoing the config shows the token",
-)
 @pytest.mark.parametrize("outer", ["auth", "credentials"])
 def test_secret_inside_a_secret_named_mapping(logs: Any, outer: str) -> None:
     secret = plain(f"under{outer}")
@@ -338,13 +318,6 @@ def test_secret_inside_a_secret_named_mapping(logs: Any, outer: str) -> None:
     assert secret not in everything_including_reprs(m, ei.value, logs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG (or design): GenerationResult.errors keeps the raw (model, exception) pairs "
-    "and the frozen dataclass's repr prints them, so repr(generate_response(...)) shows a "
-    "key that an earlier model's error echoed; AllModelsFailedError's own text is scrubbed",
-)
 def test_generation_result_repr_hides_echoed_secrets(logs: Any) -> None:
     secret = plain("resultrepr")
     m = route()
@@ -353,14 +326,6 @@ def test_generation_result_repr_hides_echoed_secrets(logs: Any) -> None:
     assert secret not in repr(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: keys that live only in the environment (OPENAI_API_KEY=... read by a "
-    "model's own client) are unknown to _secrets: nothing remembers the values of "
-    "secret-named environment variables, so a plain (not key-shaped) one echoed in a model "
-    "error reaches the logs and AllModelsFailedError",
-)
 def test_environment_secret_echoed_by_a_model(logs: Any, monkeypatch: Any) -> None:
     secret = plain("environ")
     monkeypatch.setenv("MYPROVIDER_API_KEY", secret)

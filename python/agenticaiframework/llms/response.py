@@ -50,6 +50,17 @@ class GenerationResult:
     usage: Usage
     errors: tuple[tuple[str, BaseException], ...] = ()
 
+    def __repr__(self) -> str:
+        # The errors as scrubbed text: an earlier model's error may echo a key.
+        from .errors import describe
+
+        errs = [(name, describe(exc)) for name, exc in self.errors]
+        return (
+            f"GenerationResult(text={self.text!r}, model={self.model!r}, "
+            f"cached={self.cached}, attempts={self.attempts}, latency={self.latency!r}, "
+            f"usage={self.usage!r}, errors={errs!r})"
+        )
+
 
 def estimate_tokens(text: str) -> int:
     """About four characters a token, as the providers' rules of thumb go."""
