@@ -105,6 +105,28 @@ def _loop1kw(n: int, f: Any, a: Any, b: Any, kw: Any) -> None:
         f(a, **kw)
 
 
+# The kwargs sets as a user's code writes them, literal keywords at the call site: a
+# `**dict` splat would charge every implementation for unpacking a dict it never built.
+_RF = KWARGS["nested"]["response_format"]
+
+
+def _loop_two(n: int, f: Any, a: Any, b: Any, kw: Any) -> None:
+    for _ in repeat(None, n):
+        f(a, temperature=0.7, max_tokens=500)
+
+
+def _loop_nested(n: int, f: Any, a: Any, b: Any, kw: Any, rf: Any = _RF) -> None:
+    for _ in repeat(None, n):
+        f(a, temperature=0.7, max_tokens=500, response_format=rf)
+
+
+async def _aloop_two(n: int, f: Any, a: Any, b: Any, kw: Any) -> int:
+    t0 = time.perf_counter_ns()
+    for _ in repeat(None, n):
+        await f(a, temperature=0.7, max_tokens=500)
+    return time.perf_counter_ns() - t0
+
+
 async def _aloop1(n: int, f: Any, a: Any, b: Any, kw: Any) -> int:
     t0 = time.perf_counter_ns()
     for _ in repeat(None, n):
@@ -147,8 +169,12 @@ class Path:
         self.reset = reset
         self.loop = loop
         self.note = note
-        if kw:
-            body: Any = _aloop1kw if is_async else _loop1kw
+        if kw == KWARGS["two"]:
+            body: Any = _aloop_two if is_async else _loop_two
+        elif kw == KWARGS["nested"] and not is_async:
+            body = _loop_nested
+        elif kw:
+            body = _aloop1kw if is_async else _loop1kw
         elif arity == 2:
             body = _aloop2 if is_async else _loop2
         else:
