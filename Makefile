@@ -40,8 +40,8 @@ rust-loom:
 	cargo fmt --manifest-path loom/Cargo.toml --check
 
 lint: $(STAMP)
-	$(BIN)/ruff check python tests benches examples
-	$(BIN)/ruff format --check python tests benches examples
+	$(BIN)/ruff check python tests benches examples fuzz
+	$(BIN)/ruff format --check python tests benches examples fuzz
 	$(BIN)/mypy
 
 py-test: build
@@ -65,8 +65,8 @@ test: rust-test rust-loom lint stubtest py-test wheel-check
 
 fmt: $(STAMP)
 	cargo fmt
-	$(BIN)/ruff format python tests benches examples
-	$(BIN)/ruff check --fix python tests benches examples
+	$(BIN)/ruff format python tests benches examples fuzz
+	$(BIN)/ruff check --fix python tests benches examples fuzz
 
 # The peer comparison (issue 6; benches/compare/): builds the peers' venvs under
 # .bench-venvs/ (rebuilt when their requirements file changes), then runs interleaved

@@ -811,3 +811,24 @@ def test_out_of_range_configuration_fails_at_construction_or_works(name: str, va
 def test_circuit_breaker_out_of_range_names_the_parameter(name: str, value: Any) -> None:
     with pytest.raises(ValueError, match=name):
         CircuitBreaker(**{name: value})
+
+
+# ---------------------------------------------------------------- the fuzz target, briefly
+
+
+def test_fuzz_target_runs_on_random_inputs() -> None:
+    """fuzz/fuzz_keys.py's checks over a few hundred random inputs, so the harness stays
+    in working order (the real run: see README, Fuzzing)."""
+    pytest.importorskip("atheris")
+    import importlib.util
+    import pathlib
+    import random
+
+    path = pathlib.Path(__file__).parent.parent / "fuzz" / "fuzz_keys.py"
+    spec = importlib.util.spec_from_file_location("fuzz_keys", path)
+    assert spec is not None and spec.loader is not None
+    target = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(target)
+    rng = random.Random(8)
+    for _ in range(400):
+        target.TestOneInput(rng.randbytes(rng.randrange(0, 800)))
