@@ -184,6 +184,8 @@ def _normalise(out: object, prompt: str, model: str) -> Record:
                 out.text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(out.text), True
             )
         return Record(out.text, model, _tokens(pt, model), _tokens(ct, model), False)
+    if inspect.iscoroutine(out):
+        out.close()  # a sync function returned a coroutine: never awaited, so close it quietly
     raise InvalidResponseError(
         f"model {model!r} returned {type(out).__name__}; expected str or LLMResponse"
     )
@@ -716,7 +718,7 @@ class LLMManager(ManagerCore):
         err = AllModelsFailedError(errors)
         if errors:
             err.__cause__ = errors[-1][1]
-        logger.error("%s", err)
+        logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
         return err
 
     def generate_response(
@@ -1317,7 +1319,7 @@ class _StreamRun:
         self.finished = True
         self.m._mstats.record_failure(self.retries, self.fallbacks)
         err = StreamInterruptedError(model.name, "".join(parts), exc)
-        logger.error("%s", err)
+        logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
         return err
 
     def cancelled(self, model: _Model, token: int) -> None:
