@@ -31,7 +31,26 @@ _CONTEXT_PHRASES = (
     "prompt is too long",
     "too many tokens",
     "reduce the length",
+    "context limit",  # Anthropic: "input length and `max_tokens` exceed context limit"
+    "context size",  # llama.cpp server: "exceeds the available context size"
 )
+
+# The error types providers name in a body, as the status they stand for: an error that
+# arrives inside a successful response (an SSE ``error`` event midway through a stream)
+# is classified by its type.
+_KIND_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
 
 
 def require(module: str, extra: str) -> ModuleType:
@@ -52,7 +71,9 @@ def api_key(given: str | None, env: str, base_url: str | None) -> str:
     if not key:
         if base_url is None:
             raise ValueError(f"no API key: pass api_key= or set {env}")
-        key = "unused"  # OpenAI-compatible local servers ignore it; the SDK wants one
+        # OpenAI-compatible local servers ignore it, the SDK wants one. Not a secret: it
+        # is not remembered (the word would be masked from every text otherwise).
+        return "unused"
     _secrets.remember(key)
     return key
 
@@ -108,19 +129,33 @@ def _code(exc: BaseException) -> str:
     return str(getattr(exc, "code", "") or "")
 
 
+def _kind(exc: BaseException) -> str:
+    """The error type a body names (``overloaded_error``, ``server_error``, ...)."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return str(err.get("type") or err.get("code") or "")
+    return ""
+
+
 def translate(exc: Exception, provider: str) -> Exception:
     """The library's error for an SDK exception (anything else is returned unchanged).
 
     Timeouts, connection errors, 408, 409, 429 and 5xx are retryable (429 and any status
     carry the ``Retry-After`` the provider sent); 401/403 are AuthenticationError, a
     context-length error is ContextLengthError, other 4xx BadRequestError: not retried on
-    that model, the fallback chain still applies.
+    that model, the fallback chain still applies. An error inside a successful response
+    (an SSE ``error`` event in a stream) is classified by the type its body names, and is
+    retryable when the type is unknown; its ``status`` is None.
     """
     if isinstance(exc, ProviderError):
         return exc
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    if not isinstance(status, int):
+    status = status if type(status) is int else None
+    body = getattr(exc, "body", None)
+    if status is None and not isinstance(body, dict):
         if "Timeout" in name:
             return ProviderTimeoutError(_message(exc), provider=provider)
         # The SDKs' connection errors, and the HTTP stack's own (a stream cut midway
@@ -128,18 +163,43 @@ def translate(exc: Exception, provider: str) -> Exception:
         transport = type(exc).__module__.split(".")[0].startswith(("httpx", "httpcore"))
         if "Connection" in name or transport:
             return ProviderConnectionError(_message(exc), provider=provider)
-        return exc
-    response = getattr(exc, "response", None)
-    wait = parse_retry_after(getattr(response, "headers", None))
+        if not type(exc).__module__.startswith(("openai", "anthropic")):
+            return exc  # not the SDK's: a bug is not a provider error
+        return RetryableProviderError(_message(exc), provider=provider)
     msg = _message(exc)
-    kw: dict[str, Any] = {"status": status, "provider": provider, "retry_after": wait}
-    if status == 429:
+    if status is not None and status >= 400:
+        effective, shown = status, status
+        wait = parse_retry_after(getattr(getattr(exc, "response", None), "headers", None))
+    else:
+        # In-band: the HTTP status said 200; the body names what went wrong.
+        effective, shown, wait = _KIND_STATUS.get(_kind(exc), 500), None, None
+    kw: dict[str, Any] = {"status": shown, "provider": provider, "retry_after": wait}
+    if effective == 429:
         return RateLimitError(msg, **kw)
-    if status in (408, 409) or status >= 500:
+    if effective in (408, 409) or effective >= 500:
         return RetryableProviderError(msg, **kw)
-    if status in (401, 403):
+    if effective in (401, 403):
         return AuthenticationError(msg, **kw)
     text = f"{_code(exc)} {msg}".lower()
     if any(p in text for p in _CONTEXT_PHRASES):
         return ContextLengthError(msg, **kw)
     return BadRequestError(msg, **kw)
+
+
+def close_quietly(stream: Any) -> None:
+    """Closes an SDK stream (its HTTP response) that is done with or abandoned."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:  # the stream is over either way
+            pass
+
+
+async def aclose_quietly(stream: Any) -> None:
+    close = getattr(stream, "close", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:
+            pass

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from ..response import LLMResponse, Usage
-from ._common import api_key, call_create, require, translate
+from ._common import aclose_quietly, api_key, call_create, close_quietly, require, translate
 
 PROVIDER = "anthropic"
 
@@ -91,19 +91,28 @@ class AnthropicMessages(_Base):
         try:
             r = call_create(self._client.messages.create, self._request(prompt, kwargs))
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
-        return self._answer(r)
+            err = translate(exc, PROVIDER)
+        else:
+            return self._answer(r)
+        raise err  # outside the handler: no __context__ holding the SDK's request
 
     def stream(self, prompt: str, kwargs: Mapping[str, Any]) -> Iterator[str | Usage]:
+        """Text deltas as they arrive, then a :class:`Usage` at ``message_stop``. Closing
+        the iterator early closes the HTTP response."""
         seen = [0, 0]
+        events = None
         try:
             events = call_create(
                 self._client.messages.create, {**self._request(prompt, kwargs), "stream": True}
             )
             for event in events:
                 yield from self._pieces(event, seen)
+            return
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
+            err = translate(exc, PROVIDER)
+        finally:
+            close_quietly(events)
+        raise err
 
 
 class AsyncAnthropicMessages(_Base):
@@ -117,11 +126,15 @@ class AsyncAnthropicMessages(_Base):
         try:
             r = await call_create(self._client.messages.create, self._request(prompt, kwargs))
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
-        return self._answer(r)
+            err = translate(exc, PROVIDER)
+        else:
+            return self._answer(r)
+        raise err  # outside the handler: no __context__ holding the SDK's request
 
     async def astream(self, prompt: str, kwargs: Mapping[str, Any]) -> AsyncIterator[str | Usage]:
+        """The async twin of :meth:`AnthropicMessages.stream`."""
         seen = [0, 0]
+        events = None
         try:
             events = await call_create(
                 self._client.messages.create, {**self._request(prompt, kwargs), "stream": True}
@@ -129,8 +142,12 @@ class AsyncAnthropicMessages(_Base):
             async for event in events:
                 for piece in self._pieces(event, seen):
                     yield piece
+            return
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
+            err = translate(exc, PROVIDER)
+        finally:
+            await aclose_quietly(events)
+        raise err
 
 
 def anthropic_messages(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from ..response import LLMResponse, Usage
-from ._common import api_key, call_create, require, translate
+from ._common import aclose_quietly, api_key, call_create, close_quietly, require, translate
 
 PROVIDER = "openai"
 
@@ -91,18 +91,27 @@ class OpenAIChat(_Base):
         try:
             r = call_create(self._client.chat.completions.create, self._request(prompt, kwargs))
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
-        return self._answer(r)
+            err = translate(exc, PROVIDER)
+        else:
+            return self._answer(r)
+        raise err  # outside the handler: no __context__ holding the SDK's request
 
     def stream(self, prompt: str, kwargs: Mapping[str, Any]) -> Iterator[str | Usage]:
+        """Text chunks as they arrive, then a :class:`Usage` (when the server reports it).
+        Closing the iterator early closes the HTTP response."""
+        chunks = None
         try:
             chunks = call_create(
                 self._client.chat.completions.create, self._streaming(self._request(prompt, kwargs))
             )
             for chunk in chunks:
                 yield from self._pieces(chunk)
+            return
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
+            err = translate(exc, PROVIDER)
+        finally:
+            close_quietly(chunks)
+        raise err
 
 
 class AsyncOpenAIChat(_Base):
@@ -118,10 +127,14 @@ class AsyncOpenAIChat(_Base):
                 self._client.chat.completions.create, self._request(prompt, kwargs)
             )
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
-        return self._answer(r)
+            err = translate(exc, PROVIDER)
+        else:
+            return self._answer(r)
+        raise err  # outside the handler: no __context__ holding the SDK's request
 
     async def astream(self, prompt: str, kwargs: Mapping[str, Any]) -> AsyncIterator[str | Usage]:
+        """The async twin of :meth:`OpenAIChat.stream`."""
+        chunks = None
         try:
             chunks = await call_create(
                 self._client.chat.completions.create, self._streaming(self._request(prompt, kwargs))
@@ -129,8 +142,12 @@ class AsyncOpenAIChat(_Base):
             async for chunk in chunks:
                 for piece in self._pieces(chunk):
                     yield piece
+            return
         except Exception as exc:
-            raise translate(exc, PROVIDER) from None
+            err = translate(exc, PROVIDER)
+        finally:
+            await aclose_quietly(chunks)
+        raise err
 
 
 def openai_chat(
