@@ -6,6 +6,7 @@ is recorded (path, headers, JSON body)."""
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -54,7 +55,15 @@ def openai_ok(text: str = "hello", prompt_tokens: int = 5, completion_tokens: in
     )
 
 
-def openai_stream(chunks: list[str], usage: tuple[int, int] = (5, 2), **kw: Any) -> Step:
+def openai_stream(
+    chunks: list[str],
+    usage: tuple[int, int] = (5, 2),
+    fail: tuple[str, str] | None = None,
+    **kw: Any,
+) -> Step:
+    """A chat-completions stream; ``fail=(type, message)`` ends it after the chunks with an
+    in-band error (``data: {"error": ...}``) under the 200 status already sent."""
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {
             "id": "chatcmpl-1",
@@ -66,6 +75,9 @@ def openai_stream(chunks: list[str], usage: tuple[int, int] = (5, 2), **kw: Any)
 
     events: list[tuple[str | None, Any]] = [(None, chunk({"role": "assistant", "content": ""}))]
     events += [(None, chunk({"content": c})) for c in chunks]
+    if fail is not None:
+        events.append((None, {"error": {"type": fail[0], "message": fail[1], "code": None}}))
+        return Step(events=events, **kw)
     events.append((None, chunk({}, "stop")))
     final = chunk({})
     final["choices"] = []
@@ -99,7 +111,14 @@ def anthropic_ok(text: str = "hello", input_tokens: int = 5, output_tokens: int 
     )
 
 
-def anthropic_stream(chunks: list[str], usage: tuple[int, int] = (5, 2), **kw: Any) -> Step:
+def anthropic_stream(
+    chunks: list[str],
+    usage: tuple[int, int] = (5, 2),
+    fail: tuple[str, str] | None = None,
+    **kw: Any,
+) -> Step:
+    """A messages stream; ``fail=(type, message)`` ends it after the chunks with an
+    ``event: error`` (``overloaded_error``, ...) under the 200 status already sent."""
     msg = {
         "id": "msg_1",
         "type": "message",
@@ -126,6 +145,10 @@ def anthropic_stream(chunks: list[str], usage: tuple[int, int] = (5, 2), **kw: A
         events.append(
             ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
         )
+    if fail is not None:
+        err = {"type": "error", "error": {"type": fail[0], "message": fail[1]}}
+        events.append(("error", err))
+        return Step(events=events, **kw)
     events += [
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
         (
@@ -147,6 +170,14 @@ def anthropic_error(
     return Step(
         status=status, body={"type": "error", "error": {"type": kind, "message": message}}, **kw
     )
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients dropping keep-alive connections (a closed event loop, a timeout) are
+        # routine here; anything else is printed as usual.
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class ProviderServer:
@@ -217,10 +248,13 @@ class ProviderServer:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # A short poll, so shutdown() at the end of each test takes milliseconds, not 0.5 s.
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     def script(self, path: str, *steps: Step) -> None:
         """Queues steps for ``path``; the last one left repeats."""

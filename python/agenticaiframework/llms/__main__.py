@@ -77,21 +77,31 @@ def build_manager(seed: int, scale: float) -> LLMManager:
     return llm
 
 
-def build_openai_manager(seed: int, asynchronous: bool) -> LLMManager:
-    """A real OpenAI-compatible endpoint (from the environment) before a simulated one."""
+def build_openai_manager(seed: int, asynchronous: bool, scale: float = 1.0) -> LLMManager:
+    """A real OpenAI-compatible endpoint (from the environment) before a simulated one;
+    ``scale`` scales the backoff and the breaker's recovery time."""
     from .providers.openai_chat import openai_chat
 
     model = os.environ.get("OPENAI_MODEL")
     if not model:
         raise SystemExit("--openai needs OPENAI_MODEL (and OPENAI_API_KEY or OPENAI_BASE_URL)")
-    llm = LLMManager(max_retries=3, failure_threshold=4, recovery_timeout=30.0)
-    fn = openai_chat(
-        model,
-        base_url=os.environ.get("OPENAI_BASE_URL") or None,
-        timeout=30.0,
-        asynchronous=asynchronous,
-        default_params={"max_tokens": 64},
+    llm = LLMManager(
+        max_retries=3,
+        failure_threshold=4,
+        recovery_timeout=30.0 * scale,
+        backoff_base=1.0 * scale,
+        backoff_max=8.0 * scale,
     )
+    try:
+        fn = openai_chat(
+            model,
+            base_url=os.environ.get("OPENAI_BASE_URL") or None,
+            timeout=30.0,
+            asynchronous=asynchronous,
+            default_params={"max_tokens": 64},
+        )
+    except (ImportError, ValueError) as exc:  # no SDK, or no key for api.openai.com
+        raise SystemExit(f"--openai: {exc}") from None
     llm.register_model(model, fn, {"provider": "openai-compatible"})
     llm.register_model(
         "local-llama",
@@ -219,7 +229,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         parser.error("--requests must be >= 1")
 
     if args.openai:
-        llm = build_openai_manager(args.seed, args.use_async)
+        llm = build_openai_manager(args.seed, args.use_async, args.time_scale)
         route = [llm.active_model, *llm.fallback_chain]
         about = f"route {route[0]} -> {route[1:]} (a real endpoint, then a simulated one)"
     else:
