@@ -182,6 +182,23 @@ impl ResponseCache {
         }
     }
 
+    /// Looks a key up without counting a hit or a miss: a second look by a request whose
+    /// first one (already counted) missed, as when a single-flight leader checks whether
+    /// its twin's answer landed in between.
+    pub fn peek_native(&self, py: Python<'_>, key: Key) -> PyResult<Option<Py<PyAny>>> {
+        let now = self.now(py)?;
+        let found = self.shard(key).lock().get(key, now, |v| v.clone_ref(py));
+        match found {
+            Lookup::Hit(v) => Ok(Some(v)),
+            Lookup::Miss => Ok(None),
+            Lookup::Expired(old) => {
+                self.stats.finish(s::EXPIRATIONS, 1);
+                drop(old); // after the lock: may run __del__
+                Ok(None)
+            }
+        }
+    }
+
     /// Stores a value; returns whether it was stored (false: larger than the byte bound).
     pub fn put_native(
         &self,
@@ -314,6 +331,12 @@ impl ResponseCache {
             .get_native(py, k)?
             .or(default)
             .unwrap_or_else(|| py.None()))
+    }
+
+    /// Like `get`, but counts neither a hit nor a miss (see `peek_native`).
+    fn peek(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let k = key_from_py(key)?;
+        Ok(self.peek_native(py, k)?.unwrap_or_else(|| py.None()))
     }
 
     /// Stores `value` under `key`. `size` (bytes) counts toward `max_bytes`; by default the

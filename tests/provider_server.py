@@ -23,6 +23,11 @@ class Step:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # before answering
     break_after: int | None = None  # SSE: drop the connection after this many events
+    # SSE endings the SDKs take for a whole stream (issue 12): a complete chunked body
+    # after this many events (``end_after``), or an unframed body (no length, no chunks)
+    # whose connection closes cleanly after this many events (``close_after``).
+    end_after: int | None = None
+    close_after: int | None = None
 
 
 @dataclass
@@ -227,10 +232,15 @@ class ProviderServer:
                 self.wfile.write(data)
 
             def _sse(self, step: Step) -> None:
-                # Chunked, so a stream cut midway is a broken body, not a clean EOF.
+                # Chunked, so a stream cut midway is a broken body, not a clean EOF; or
+                # unframed, where a clean close is the body's end.
+                framed = step.close_after is None
                 self.send_response(step.status)
                 self.send_header("content-type", "text/event-stream")
-                self.send_header("transfer-encoding", "chunked")
+                if framed:
+                    self.send_header("transfer-encoding", "chunked")
+                else:
+                    self.send_header("connection", "close")
                 for k, v in step.headers.items():
                     self.send_header(k, v)
                 self.end_headers()
@@ -240,13 +250,23 @@ class ProviderServer:
                         self.wfile.flush()
                         self.close_connection = True
                         return  # drop the connection midway: no terminating chunk
+                    if step.end_after is not None and i >= step.end_after:
+                        break  # a whole body that leaves the last events out
+                    if step.close_after is not None and i >= step.close_after:
+                        break
                     payload = data if isinstance(data, str) else json.dumps(data)
                     head = f"event: {name}\n" if name else ""
                     chunk = f"{head}data: {payload}\n\n".encode()
-                    self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    if framed:
+                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                    else:
+                        self.wfile.write(chunk)
                     self.wfile.flush()
-                self.wfile.write(b"0\r\n\r\n")
+                if framed:
+                    self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
+                if not framed:
+                    self.close_connection = True
 
         self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

@@ -179,12 +179,21 @@ def test_plain_model_streams_one_chunk_and_bad_items_are_rejected() -> None:
     assert isinstance(ei.value.errors[0][1], InvalidResponseError)
 
 
-def test_empty_stream_is_an_empty_answer() -> None:
+def test_empty_stream_is_a_failed_attempt_unless_it_ended_normally() -> None:
+    """Issue 12: a stream that yields no text is not an answer (the next model is tried,
+    nothing is cached) unless its last Usage says it ended normally."""
     m, _ = make()
     m.register_model("a", Streamer([Usage(1, 0)]))
+    m.register_model("b", Streamer([Usage(1, 0, finish_reason="stop")]))
     m.set_active_model("a")
+    with pytest.raises(AllModelsFailedError) as ei:
+        list(m.stream("p"))
+    assert isinstance(ei.value.errors[0][1], InvalidResponseError)
+    assert "streamed no text" in str(ei.value.errors[0][1])
+    assert len(m._cache or ()) == 0
+    m.set_active_model("b")
     assert list(m.stream("p")) == []
-    assert m.generate("p") == ""
+    assert m.generate("p") == ""  # meant, so cached
 
 
 def test_astream_async_model() -> None:

@@ -56,7 +56,7 @@ from .errors import (
     UnknownModelError,
     describe,
 )
-from .response import GenerationResult, LLMResponse, Usage, estimate_tokens
+from .response import MEANT_TO_END, GenerationResult, LLMResponse, Usage, estimate_tokens
 from .retry import Backoff, Jitter
 from .singleflight import (
     LeaderAborted,
@@ -168,16 +168,26 @@ def _tokens(v: object, model: str) -> int:
     return min(max(0, n), MAX_TOKENS)
 
 
-def _normalise(out: object, prompt: str, model: str) -> Record:
-    """A str or LLMResponse from the inference function, as a cache record."""
+def _empty(model: str, how: str, reason: str | None) -> InvalidResponseError:
+    why = "" if reason is None else f" (finish reason {reason!r})"
+    return InvalidResponseError(f"model {model!r} {how} no text{why}")
+
+
+def _normalise(out: object, prompt: str, model: str, allow_empty: bool = False) -> Record:
+    """A str or LLMResponse from the inference function, as a cache record. An empty text
+    is a failed attempt unless the model said it ended normally (or ``allow_empty``)."""
     if type(out) is str or isinstance(out, str):
         text = str(out)
+        if not text and not allow_empty:
+            raise _empty(model, "returned", None)
         return Record(text, model, (_plen(prompt) + 3) >> 2, estimate_tokens(text), True)
     if isinstance(out, LLMResponse):
         if not isinstance(out.text, str):
             raise InvalidResponseError(
                 f"model {model!r} returned LLMResponse.text of type {type(out.text).__name__}"
             )
+        if not out.text and not allow_empty and out.finish_reason not in MEANT_TO_END:
+            raise _empty(model, "returned", out.finish_reason)
         pt, ct = out.prompt_tokens, out.completion_tokens
         if pt is None and ct is None:
             return Record(
@@ -238,8 +248,14 @@ class LLMManager(ManagerCore):
         classify: Classifier | None = None,
         retry_on: tuple[type[BaseException], ...] = (),
         no_retry_on: tuple[type[BaseException], ...] = (),
+        allow_empty: bool = False,
     ) -> None:
         self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
+        if not isinstance(allow_empty, bool):
+            raise TypeError(f"allow_empty must be a bool, not {type(allow_empty).__name__}")
+        # An empty answer is a failed attempt (InvalidResponseError: the next model is
+        # tried, nothing is cached) unless the model said it ended normally, or this is set.
+        self.allow_empty = allow_empty
         self.max_retries = check_count("max_retries", max_retries)
         if not isinstance(enable_caching, bool):
             raise TypeError("enable_caching must be a bool")
@@ -293,6 +309,8 @@ class LLMManager(ManagerCore):
             else None
         )
         self._mstats = self._stats
+        cache = self._cache
+        self._peek: Callable[[bytes], Any] | None = cache.peek if cache is not None else None
         # Serialises configuration writers only; requests read a published snapshot.
         self._config_lock = threading.Lock()
         self._models: dict[str, _Model] = {}
@@ -425,6 +443,9 @@ class LLMManager(ManagerCore):
         if key is not None and self.single_flight:
             if leading(key) or self._flights.join(key):
                 return self._complete(prompt, kw, key, plan)[0].text
+            landed = self._landed(key)
+            if landed is not None:
+                return landed.text
             led, lead_token = key, lead(key)
         model = plan[0]
         try:
@@ -434,8 +455,8 @@ class LLMManager(ManagerCore):
             else:
                 try:
                     out = model.fn(prompt, kw)
-                    if type(out) is not str:
-                        record = _normalise(out, prompt, model.name)
+                    if type(out) is not str or not out:
+                        record = _normalise(out, prompt, model.name, self.allow_empty)
                 except Exception as exc:
                     record = self._route_sync(prompt, kw, plan, True, (token, exc))[0]
                 except BaseException:
@@ -443,7 +464,7 @@ class LLMManager(ManagerCore):
                     self._mstats.record_cancelled(0, 0)
                     raise
                 else:
-                    if type(out) is str:
+                    if type(out) is str and out:
                         # Success, usage, breaker, manager counters and the record: one call.
                         record = model.rt.answered(token, prompt, out)
                     else:
@@ -492,6 +513,9 @@ class LLMManager(ManagerCore):
         while True:
             flight = self._flights.join(key)
             if flight is None:
+                landed = self._landed(key)
+                if landed is not None:
+                    return landed, 0, []
                 token = lead(key)
                 try:
                     result = self._route_sync(prompt, kw, plan, True)
@@ -526,6 +550,21 @@ class LLMManager(ManagerCore):
             stats.record_coalesced()
             stats.record_success()
             return record, 0, []
+
+    def _landed(self, key: bytes) -> Record | None:
+        """Asked by a request that has just become the leader of ``key``: the answer a twin
+        stored (retiring its flight) between this request's cache miss and its join. Without
+        this second look that request would make a second upstream call. Found, it is the
+        request's answer, counted as coalesced, and the flight just opened is retired with
+        it (a follower that joined meanwhile gets it too)."""
+        peek = self._peek
+        rec = peek(key) if peek is not None else None
+        if rec is None:
+            return None
+        self._flights.finish(key, result=(rec, 0, ()))
+        self._mstats.record_coalesced()
+        self._mstats.record_success()
+        return rec  # type: ignore[no-any-return]
 
     def _no_route(self) -> NoReturn:
         self._mstats.record_failure()
@@ -597,7 +636,7 @@ class LLMManager(ManagerCore):
                             if model.is_async
                             else model.fn(prompt, kwargs)
                         )
-                        if type(out) is str:
+                        if type(out) is str and out:
                             # The common case, inlined: a plain str answer, usage estimated.
                             record: Record = Record(
                                 out,
@@ -607,7 +646,7 @@ class LLMManager(ManagerCore):
                                 True,
                             )
                         else:
-                            record = _normalise(out, prompt, model.name)
+                            record = _normalise(out, prompt, model.name, self.allow_empty)
                     except Exception as exc:
                         if errors is None:
                             errors = []
@@ -759,6 +798,9 @@ class LLMManager(ManagerCore):
             if leading(value) or self._flights.join(value, asyncio.get_running_loop()):
                 # Re-entrant, or a twin is already in flight: the general path.
                 return (await self._acomplete(prompt, kwargs, value, plan, None))[0].text
+            landed = self._landed(value)
+            if landed is not None:
+                return landed.text
             led, lead_token = value, lead(value)
         model = plan[0]
         try:
@@ -768,8 +810,8 @@ class LLMManager(ManagerCore):
             else:
                 try:
                     out = await model.fn(prompt, kwargs)
-                    if type(out) is not str:
-                        record = _normalise(out, prompt, model.name)
+                    if type(out) is not str or not out:
+                        record = _normalise(out, prompt, model.name, self.allow_empty)
                 except Exception as exc:
                     record = (
                         await self._route_async(prompt, kwargs, plan, None, True, (token, exc))
@@ -779,7 +821,7 @@ class LLMManager(ManagerCore):
                     self._mstats.record_cancelled(0, 0)
                     raise
                 else:
-                    if type(out) is str:
+                    if type(out) is str and out:
                         record = model.rt.answered(token, prompt, out)
                     else:
                         pt, ct = record.prompt_tokens, record.completion_tokens
@@ -836,6 +878,9 @@ class LLMManager(ManagerCore):
         while True:
             flight = flights.join(key, asyncio.get_running_loop())
             if flight is None:
+                landed = self._landed(key)
+                if landed is not None:
+                    return landed, 0, []
                 # The leader does the work in its own task, as the sync path does: no task
                 # of its own per request. If it is cancelled, its followers try again.
                 token = lead(key)
@@ -920,7 +965,7 @@ class LLMManager(ManagerCore):
                             out = await model.fn(prompt, kwargs)
                         else:
                             out = await self._call_async(model, prompt, kwargs, timeout)
-                        if type(out) is str:
+                        if type(out) is str and out:
                             record = Record(
                                 out,
                                 model.name,
@@ -929,7 +974,7 @@ class LLMManager(ManagerCore):
                                 True,
                             )
                         else:
-                            record = _normalise(out, prompt, model.name)
+                            record = _normalise(out, prompt, model.name, self.allow_empty)
                     except Exception as exc:
                         if errors is None:
                             errors = []
@@ -1230,7 +1275,7 @@ def _open_sync(
     """Starts a stream and reads up to its first text chunk ("" if it ends without one)."""
     opener = getattr(model.fn, "stream", None)
     if not callable(opener):
-        rec = _normalise(m._call_sync(model, prompt, kw), prompt, model.name)
+        rec = _normalise(m._call_sync(model, prompt, kw), prompt, model.name, m.allow_empty)
         return iter(()), rec.text, _usage_of(rec)
     it = iter(opener(prompt, kw))
     usage: Usage | None = None
@@ -1244,7 +1289,16 @@ def _open_sync(
     except BaseException:
         _close_quietly(it)
         raise
+    _check_empty(m, model, usage)
     return it, "", usage
+
+
+def _check_empty(m: LLMManager, model: _Model, usage: Usage | None) -> None:
+    """A stream that ended without any text: the model's meaning only if it said it ended
+    normally; otherwise a failed attempt, so the next one is made before any chunk."""
+    reason = None if usage is None else usage.finish_reason
+    if not m.allow_empty and reason not in MEANT_TO_END:
+        raise _empty(model.name, "streamed", reason)
 
 
 _END = object()
@@ -1277,7 +1331,9 @@ async def _open_async(
     elif callable(sync_opener := getattr(model.fn, "stream", None)):
         it = _threaded(sync_opener, prompt, kw)
     else:
-        rec = _normalise(await m._call_async(model, prompt, kw, None), prompt, model.name)
+        rec = _normalise(
+            await m._call_async(model, prompt, kw, None), prompt, model.name, m.allow_empty
+        )
         return _nothing(), rec.text, _usage_of(rec)
     usage: Usage | None = None
     try:
@@ -1290,6 +1346,7 @@ async def _open_async(
     except BaseException:
         await _aclose_quietly(it)
         raise
+    _check_empty(m, model, usage)
     return it, "", usage
 
 
@@ -1337,7 +1394,8 @@ class _StreamRun:
         key: bytes | None,
     ) -> None:
         text = "".join(parts)
-        if usage is None:
+        if usage is None or (usage.estimated and not usage.prompt_tokens + usage.completion_tokens):
+            # No counts reported (a Usage may tell only how the stream ended).
             pt, ct, est = (_plen(prompt) + 3) >> 2, estimate_tokens(text), True
         else:
             try:

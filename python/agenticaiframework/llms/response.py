@@ -5,14 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The finish reasons with which a provider says an answer ended normally: an empty text
+# ending so is what the model meant, not a response that went missing.
+MEANT_TO_END = frozenset({"stop", "end_turn", "stop_sequence"})
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token counts of one response. ``estimated`` when the model reported none."""
+    """Token counts of one response. ``estimated`` when the model reported none.
+
+    In a stream, the last item may be a Usage that also says why the stream ended
+    (``finish_reason``, as the provider named it); ``Usage(estimated=True,
+    finish_reason="stop")`` reports only that, and the counts are then estimated."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated: bool = False
+    finish_reason: str | None = field(default=None, compare=False)
 
     @property
     def total_tokens(self) -> int:
@@ -25,6 +34,10 @@ class LLMResponse:
 
     >>> def fn(prompt: str, kwargs: dict) -> LLMResponse:
     ...     return LLMResponse("hi", prompt_tokens=3, completion_tokens=1)
+
+    An empty text is an :class:`InvalidResponseError` unless ``finish_reason`` says the
+    model ended normally (``"stop"``, ``"end_turn"``, ``"stop_sequence"``) or the manager
+    was made with ``allow_empty=True``.
     """
 
     text: str
@@ -32,6 +45,9 @@ class LLMResponse:
     completion_tokens: int | None = None
     model: str | None = None
     raw: Any = field(default=None, repr=False, compare=False)
+    # Why the answer ended, as the provider named it ("stop", "length", "end_turn", ...).
+    # An empty ``text`` is accepted only with a normal ending (see ``allow_empty``).
+    finish_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import functools
 import importlib
 import inspect
 import os
+from collections.abc import AsyncIterable, Iterable
 from types import ModuleType
 from typing import Any
 
@@ -22,6 +23,7 @@ from ..errors import (
     RateLimitError,
     RetryableProviderError,
 )
+from ..response import LLMResponse, Usage
 
 # Phrases providers use for a prompt that does not fit the context window.
 _CONTEXT_PHRASES = (
@@ -203,3 +205,63 @@ async def aclose_quietly(stream: Any) -> None:
             await close()
         except Exception:
             pass
+
+
+class StreamEnd:
+    """How a provider's stream ended. Neither SDK complains when the last event is missing
+    (the connection closed after a few chunks, or a complete body left it out), so the
+    adapter checks: a stream without its final event is a cut one, never a whole answer."""
+
+    __slots__ = ("provider", "reason", "usage", "what")
+
+    def __init__(self, provider: str, what: str) -> None:
+        self.provider = provider
+        self.what = what  # the event that should have come, for the error message
+        self.reason: str | None = None  # the finish (stop) reason, once it came
+        self.usage: tuple[int, int] | None = None
+
+    def usage_or_raise(self) -> Usage:
+        """The stream's last item: the usage (estimated if the provider sent none) and the
+        finish reason; a ProviderConnectionError if the stream never said it finished."""
+        if self.reason is None:
+            raise ProviderConnectionError(
+                f"the stream ended without {self.what}: the response was cut short",
+                provider=self.provider,
+            )
+        if self.usage is None:
+            return Usage(estimated=True, finish_reason=self.reason)
+        return Usage(*self.usage, finish_reason=self.reason)
+
+
+def _response(parts: list[str], usage: Usage | None) -> LLMResponse:
+    if usage is None or usage.estimated:
+        return LLMResponse("".join(parts), finish_reason=getattr(usage, "finish_reason", None))
+    return LLMResponse(
+        "".join(parts),
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        finish_reason=usage.finish_reason,
+    )
+
+
+def gather(items: Iterable[str | Usage]) -> LLMResponse:
+    """A whole stream as one response (``generate()`` with ``stream=True``)."""
+    parts: list[str] = []
+    usage: Usage | None = None
+    for item in items:
+        if isinstance(item, Usage):
+            usage = item
+        else:
+            parts.append(item)
+    return _response(parts, usage)
+
+
+async def agather(items: AsyncIterable[str | Usage]) -> LLMResponse:
+    parts: list[str] = []
+    usage: Usage | None = None
+    async for item in items:
+        if isinstance(item, Usage):
+            usage = item
+        else:
+            parts.append(item)
+    return _response(parts, usage)

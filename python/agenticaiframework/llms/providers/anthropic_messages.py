@@ -10,7 +10,17 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from ..response import LLMResponse, Usage
-from ._common import aclose_quietly, api_key, call_create, close_quietly, require, translate
+from ._common import (
+    StreamEnd,
+    aclose_quietly,
+    agather,
+    api_key,
+    call_create,
+    close_quietly,
+    gather,
+    require,
+    translate,
+)
 
 PROVIDER = "anthropic"
 
@@ -56,11 +66,14 @@ class _Base:
             prompt_tokens=getattr(usage, "input_tokens", None),
             completion_tokens=getattr(usage, "output_tokens", None),
             model=getattr(r, "model", None),
+            finish_reason=getattr(r, "stop_reason", None),
         )
 
     @staticmethod
-    def _pieces(event: Any, seen: list[int]) -> Iterator[str | Usage]:
-        """Text deltas; usage once the message ends (input tokens arrive at its start)."""
+    def _pieces(event: Any, seen: list[Any], end: StreamEnd) -> Iterator[str]:
+        """Text deltas. ``seen`` keeps the input tokens (from the message's start), the
+        output tokens and the stop reason (from its last delta); only ``message_stop``
+        says the message is whole, and records them in ``end``."""
         kind = getattr(event, "type", None)
         if kind == "message_start":
             usage = getattr(getattr(event, "message", None), "usage", None)
@@ -72,8 +85,10 @@ class _Base:
         elif kind == "message_delta":
             usage = getattr(event, "usage", None)
             seen[1] = getattr(usage, "output_tokens", 0) or 0
+            seen[2] = getattr(getattr(event, "delta", None), "stop_reason", None)
         elif kind == "message_stop":
-            yield Usage(seen[0], seen[1])
+            end.reason = str(seen[2] or "end_turn")
+            end.usage = (seen[0], seen[1])
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -88,6 +103,9 @@ class AnthropicMessages(_Base):
         self._client = client
 
     def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
+        if kwargs.get("stream"):
+            # Asked for a streaming call: read the whole stream, with its ending checked.
+            return gather(self.stream(prompt, kwargs))
         try:
             r = call_create(self._client.messages.create, self._request(prompt, kwargs))
         except Exception as exc:
@@ -97,19 +115,24 @@ class AnthropicMessages(_Base):
         raise err  # outside the handler: no __context__ holding the SDK's request
 
     def stream(self, prompt: str, kwargs: Mapping[str, Any]) -> Iterator[str | Usage]:
-        """Text deltas as they arrive, then a :class:`Usage` at ``message_stop``. Closing
-        the iterator early closes the HTTP response."""
-        seen = [0, 0]
+        """Text deltas as they arrive, then a :class:`Usage` (with the stop reason) at
+        ``message_stop``. A stream that ends without ``message_stop`` was cut:
+        :class:`ProviderConnectionError`. Closing the iterator early closes the HTTP
+        response."""
+        seen: list[Any] = [0, 0, None]
+        end = StreamEnd(PROVIDER, "message_stop")
         events = None
         try:
             events = call_create(
                 self._client.messages.create, {**self._request(prompt, kwargs), "stream": True}
             )
             for event in events:
-                yield from self._pieces(event, seen)
-            return
+                yield from self._pieces(event, seen, end)
         except Exception as exc:
             err = translate(exc, PROVIDER)
+        else:
+            yield end.usage_or_raise()
+            return
         finally:
             close_quietly(events)
         raise err
@@ -123,6 +146,8 @@ class AsyncAnthropicMessages(_Base):
         self._client = client
 
     async def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
+        if kwargs.get("stream"):
+            return await agather(self.astream(prompt, kwargs))
         try:
             r = await call_create(self._client.messages.create, self._request(prompt, kwargs))
         except Exception as exc:
@@ -133,18 +158,21 @@ class AsyncAnthropicMessages(_Base):
 
     async def astream(self, prompt: str, kwargs: Mapping[str, Any]) -> AsyncIterator[str | Usage]:
         """The async twin of :meth:`AnthropicMessages.stream`."""
-        seen = [0, 0]
+        seen: list[Any] = [0, 0, None]
+        end = StreamEnd(PROVIDER, "message_stop")
         events = None
         try:
             events = await call_create(
                 self._client.messages.create, {**self._request(prompt, kwargs), "stream": True}
             )
             async for event in events:
-                for piece in self._pieces(event, seen):
+                for piece in self._pieces(event, seen, end):
                     yield piece
-            return
         except Exception as exc:
             err = translate(exc, PROVIDER)
+        else:
+            yield end.usage_or_raise()
+            return
         finally:
             await aclose_quietly(events)
         raise err

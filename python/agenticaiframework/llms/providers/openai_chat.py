@@ -11,7 +11,17 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from ..response import LLMResponse, Usage
-from ._common import aclose_quietly, api_key, call_create, close_quietly, require, translate
+from ._common import (
+    StreamEnd,
+    aclose_quietly,
+    agather,
+    api_key,
+    call_create,
+    close_quietly,
+    gather,
+    require,
+    translate,
+)
 
 PROVIDER = "openai"
 
@@ -62,18 +72,23 @@ class _Base:
             prompt_tokens=getattr(usage, "prompt_tokens", None),
             completion_tokens=getattr(usage, "completion_tokens", None),
             model=getattr(r, "model", None),
+            finish_reason=getattr(choice, "finish_reason", None),
         )
 
     @staticmethod
-    def _pieces(chunk: Any) -> Iterator[str | Usage]:
+    def _pieces(chunk: Any, end: StreamEnd) -> Iterator[str]:
+        """A chunk's text; its finish reason and usage are kept in ``end``."""
         for choice in getattr(chunk, "choices", None) or ():
+            reason = getattr(choice, "finish_reason", None)
+            if reason:
+                end.reason = str(reason)
             delta = getattr(choice, "delta", None)
             content = getattr(delta, "content", None)
             if content:
                 yield content
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            yield Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
+            end.usage = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -88,6 +103,9 @@ class OpenAIChat(_Base):
         self._client = client
 
     def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
+        if kwargs.get("stream"):
+            # Asked for a streaming call: read the whole stream, with its ending checked.
+            return gather(self.stream(prompt, kwargs))
         try:
             r = call_create(self._client.chat.completions.create, self._request(prompt, kwargs))
         except Exception as exc:
@@ -97,18 +115,23 @@ class OpenAIChat(_Base):
         raise err  # outside the handler: no __context__ holding the SDK's request
 
     def stream(self, prompt: str, kwargs: Mapping[str, Any]) -> Iterator[str | Usage]:
-        """Text chunks as they arrive, then a :class:`Usage` (when the server reports it).
+        """Text chunks as they arrive, then a :class:`Usage` with the finish reason (and
+        the token counts when the server reports them). A stream that ends without a
+        chunk carrying a ``finish_reason`` was cut: :class:`ProviderConnectionError`.
         Closing the iterator early closes the HTTP response."""
         chunks = None
+        end = StreamEnd(PROVIDER, "a chunk with a finish_reason")
         try:
             chunks = call_create(
                 self._client.chat.completions.create, self._streaming(self._request(prompt, kwargs))
             )
             for chunk in chunks:
-                yield from self._pieces(chunk)
-            return
+                yield from self._pieces(chunk, end)
         except Exception as exc:
             err = translate(exc, PROVIDER)
+        else:
+            yield end.usage_or_raise()
+            return
         finally:
             close_quietly(chunks)
         raise err
@@ -122,6 +145,8 @@ class AsyncOpenAIChat(_Base):
         self._client = client
 
     async def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
+        if kwargs.get("stream"):
+            return await agather(self.astream(prompt, kwargs))
         try:
             r = await call_create(
                 self._client.chat.completions.create, self._request(prompt, kwargs)
@@ -135,16 +160,19 @@ class AsyncOpenAIChat(_Base):
     async def astream(self, prompt: str, kwargs: Mapping[str, Any]) -> AsyncIterator[str | Usage]:
         """The async twin of :meth:`OpenAIChat.stream`."""
         chunks = None
+        end = StreamEnd(PROVIDER, "a chunk with a finish_reason")
         try:
             chunks = await call_create(
                 self._client.chat.completions.create, self._streaming(self._request(prompt, kwargs))
             )
             async for chunk in chunks:
-                for piece in self._pieces(chunk):
+                for piece in self._pieces(chunk, end):
                     yield piece
-            return
         except Exception as exc:
             err = translate(exc, PROVIDER)
+        else:
+            yield end.usage_or_raise()
+            return
         finally:
             await aclose_quietly(chunks)
         raise err
