@@ -94,7 +94,11 @@ impl ManagerCore {
                     Kw::Pairs(p) => key_for_pairs(cache.secret(), route.digest, text, p),
                 };
                 if let Ok(k) = hashed {
-                    if let Some(record) = cache.get_native(py, k)? {
+                    let found = cache.get_native(py, k).inspect_err(|_| {
+                        // The request was counted: it must be finished (a clock that raised).
+                        stats.c.finish(crate::py_metrics::m::FAILURES, 1);
+                    })?;
+                    if let Some(record) = found {
                         stats.c.finish(crate::py_metrics::m::HITS, 1);
                         stats.c.finish(crate::py_metrics::m::SUCCESSES, 1);
                         return Ok(Entry::Hit(record));

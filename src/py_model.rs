@@ -113,6 +113,14 @@ impl ModelCore {
         Ok((((now_ns() & ((1 << 61) - 1)) << 2) | p) as i64)
     }
 
+    /// The attempt `token` really starts now (it waited for a worker first): the same
+    /// permit, a new start time, so the wait is not the model's latency.
+    fn restart(&self, token: i64) -> PyResult<i64> {
+        let (permit, _) = split(token)?;
+        let p: u64 = if permit == Permit::Trial { 2 } else { 1 };
+        Ok((((now_ns() & ((1 << 61) - 1)) << 2) | p) as i64)
+    }
+
     /// Reports success of the attempt `token`, with its token usage.
     #[pyo3(signature = (token, prompt_tokens=0, completion_tokens=0))]
     fn success(&self, token: i64, prompt_tokens: i64, completion_tokens: i64) -> PyResult<()> {

@@ -25,6 +25,7 @@ from .errors import (
 from .manager import LLMManager
 from .response import GenerationResult, LLMResponse, Usage
 from .retry import Backoff
+from .workers import WorkersBusyError
 
 __all__ = [
     "AllModelsFailedError",
@@ -49,4 +50,5 @@ __all__ = [
     "StreamInterruptedError",
     "UnknownModelError",
     "Usage",
+    "WorkersBusyError",
 ]

@@ -34,6 +34,15 @@ _known_lock = threading.Lock()
 _ordered: tuple[str, ...] | None = ()  # longest first; None: to rebuild
 
 
+def _fresh_lock() -> None:
+    global _known_lock
+    _known_lock = threading.Lock()  # a forked child: another thread may have held it
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock)
+
+
 def is_secret_name(name: object) -> bool:
     """Whether a mapping key names a secret (and its value must be masked)."""
     if not isinstance(name, str):

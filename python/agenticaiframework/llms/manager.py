@@ -34,7 +34,7 @@ from .._native import (
     Record,
     ResponseCache,
 )
-from . import _secrets
+from . import _fork, _secrets
 from ._validate import (
     MAX_ENTRIES,
     MAX_FAILURE_THRESHOLD,
@@ -66,6 +66,7 @@ from .singleflight import (
     leading,
     unlead,
 )
+from .workers import DEFAULT_WORKERS, SyncPool, WorkersBusyError, run_blocking
 
 logger = logging.getLogger("agenticaiframework.llms")
 
@@ -88,10 +89,12 @@ class _Model:
         "metadata",
         "name",
         "policy",
+        "pool",
         "rt",
         "serial",
         "stats",
         "timeout",
+        "workers",
     )
 
     def __init__(
@@ -103,6 +106,7 @@ class _Model:
         serial: int,
         policy: Callable[[BaseException], bool],
         manager_stats: ManagerStats,
+        workers: int,
     ) -> None:
         self.name = name
         self.policy = policy
@@ -117,6 +121,14 @@ class _Model:
         self.timeout = check_seconds(
             "metadata['timeout']", metadata.get("timeout"), allow_none=True
         )
+        # A sync model's calls under agenerate() run on a pool of its own, made when first
+        # needed: a hung model fills only its own pool.
+        self.workers = check_count(
+            "metadata['sync_workers']",
+            metadata.get("sync_workers", workers),
+            maximum=MAX_WORKERS,
+        )
+        self.pool: SyncPool | None = None
         both = _price("cost_per_1k_tokens", metadata.get("cost_per_1k_tokens"))
         self.cost_in = _price("cost_per_1k_input_tokens", metadata.get("cost_per_1k_input_tokens"))
         self.cost_out = _price(
@@ -126,6 +138,17 @@ class _Model:
             self.cost_in = both
         if self.cost_out is None:
             self.cost_out = both
+
+    def sync_pool(self) -> SyncPool:
+        pool = self.pool
+        if pool is None:
+            # Two racing first calls may each make one; the loser's pool has no threads
+            # yet and is dropped. Cheaper than a lock on every call.
+            pool = self.pool = SyncPool(self.workers, self.name)
+        return pool
+
+
+MAX_WORKERS = 4096
 
 
 def _price(name: str, v: object) -> float | None:
@@ -201,18 +224,6 @@ def _normalise(out: object, prompt: str, model: str, allow_empty: bool = False) 
     )
 
 
-_thread_loops = threading.local()
-
-
-def _run_blocking(coro: Awaitable[Any]) -> Any:
-    """Runs an async inference function from sync generate(), on this thread's own loop."""
-    loop: asyncio.AbstractEventLoop | None = getattr(_thread_loops, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = asyncio.new_event_loop()
-        _thread_loops.loop = loop
-    return loop.run_until_complete(coro)
-
-
 class LLMManager(ManagerCore):
     """Routes prompts to registered models with retries, circuit breakers, fallback and a
     response cache, and keeps exact metrics.
@@ -249,6 +260,7 @@ class LLMManager(ManagerCore):
         retry_on: tuple[type[BaseException], ...] = (),
         no_retry_on: tuple[type[BaseException], ...] = (),
         allow_empty: bool = False,
+        sync_workers: int = DEFAULT_WORKERS,
     ) -> None:
         self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
         if not isinstance(allow_empty, bool):
@@ -256,6 +268,7 @@ class LLMManager(ManagerCore):
         # An empty answer is a failed attempt (InvalidResponseError: the next model is
         # tried, nothing is cached) unless the model said it ended normally, or this is set.
         self.allow_empty = allow_empty
+        self.sync_workers = check_count("sync_workers", sync_workers, maximum=MAX_WORKERS)
         self.max_retries = check_count("max_retries", max_retries)
         if not isinstance(enable_caching, bool):
             raise TypeError("enable_caching must be a bool")
@@ -318,6 +331,21 @@ class LLMManager(ManagerCore):
         self._active: str | None = None
         self._chain: tuple[str, ...] = ()
         self._publish()
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child (see ``_fork``): a fresh configuration lock (the registry
+        resets itself); counters start at zero, so summing the workers' metrics never
+        counts the parent's requests twice; cached answers and breaker states are kept
+        (still true of the providers), except trial permits held by threads that do not
+        exist here, which are given back."""
+        self._config_lock = threading.Lock()
+        self._mstats.reset()
+        for m in list(self._models.values()):
+            m.stats.reset()
+            core = m.core
+            for _ in range(core.trials_outstanding):
+                core.release(2)
 
     # ----------------------------------------------------------------- configuration
 
@@ -362,7 +390,14 @@ class LLMManager(ManagerCore):
         with self._config_lock:
             self._serial += 1
             self._models[name] = _Model(
-                name, inference_fn, meta, breaker, self._serial, policy, self._mstats
+                name,
+                inference_fn,
+                meta,
+                breaker,
+                self._serial,
+                policy,
+                self._mstats,
+                self.sync_workers,
             )
             self._publish()
         logger.info("registered model %r", name)
@@ -551,6 +586,18 @@ class LLMManager(ManagerCore):
             stats.record_success()
             return record, 0, []
 
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The asyncio loop agenerate() runs on. Under another event loop (trio) there is
+        none: the request, already counted, is finished as failed before the error."""
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            self._mstats.record_failure()
+            raise RuntimeError(
+                "agenerate() needs a running asyncio event loop (under trio, run generate() "
+                "in a worker thread, or use trio-asyncio)"
+            ) from None
+
     def _landed(self, key: bytes) -> Record | None:
         """Asked by a request that has just become the leader of ``key``: the answer a twin
         stored (retiring its flight) between this request's cache miss and its join. Without
@@ -558,7 +605,10 @@ class LLMManager(ManagerCore):
         request's answer, counted as coalesced, and the flight just opened is retired with
         it (a follower that joined meanwhile gets it too)."""
         peek = self._peek
-        rec = peek(key) if peek is not None else None
+        try:
+            rec = peek(key) if peek is not None else None
+        except Exception:  # a clock that raised: no second look, the request goes on
+            return None
         if rec is None:
             return None
         self._flights.finish(key, result=(rec, 0, ()))
@@ -588,7 +638,7 @@ class LLMManager(ManagerCore):
             if model.timeout is not None:
                 # An async model can be interrupted: its metadata timeout holds here too.
                 call = asyncio.wait_for(call, model.timeout)
-            return _run_blocking(call)
+            return run_blocking(call)
         raise NonRetryableError(
             f"model {model.name!r} is async: inside an event loop, call agenerate()"
         )
@@ -689,6 +739,12 @@ class LLMManager(ManagerCore):
     ) -> float | None:
         """Books a failed attempt; returns the wait before retrying the same model, or
         None to move on to the next one."""
+        if isinstance(exc, WorkersBusyError):
+            # Never started: not the model's failure. Its permit goes back; next model.
+            model.rt.cancel(token)
+            errors.append((model.name, exc))
+            logger.warning("%s", str(exc))
+            return None
         opened = model.rt.failure(token)
         errors.append((model.name, exc))
         if kwargs:
@@ -795,7 +851,7 @@ class LLMManager(ManagerCore):
         # route walk.
         led: bytes | None = None  # the key this request leads a flight for
         if value is not None and self.single_flight:
-            if leading(value) or self._flights.join(value, asyncio.get_running_loop()):
+            if leading(value) or self._flights.join(value, self._running_loop()):
                 # Re-entrant, or a twin is already in flight: the general path.
                 return (await self._acomplete(prompt, kwargs, value, plan, None))[0].text
             landed = self._landed(value)
@@ -876,7 +932,7 @@ class LLMManager(ManagerCore):
         stats = self._mstats
         flights = self._flights
         while True:
-            flight = flights.join(key, asyncio.get_running_loop())
+            flight = flights.join(key, self._running_loop())
             if flight is None:
                 landed = self._landed(key)
                 if landed is not None:
@@ -913,13 +969,25 @@ class LLMManager(ManagerCore):
             return record, 0, []
 
     async def _call_async(
-        self, model: _Model, prompt: str, kwargs: dict[str, Any], timeout: float | None
+        self,
+        model: _Model,
+        prompt: str,
+        kwargs: dict[str, Any],
+        timeout: float | None,
+        held: list[int] | None = None,
     ) -> Any:
+        """One attempt from async code. A sync model runs on its own pool; if the call had
+        to wait for a worker, the attempt ``held[0]`` is restarted when it gets one (the
+        wait is not the model's latency)."""
         limit = model.timeout if timeout is None else timeout
-        if model.is_async:
-            call = model.fn(prompt, kwargs)
-        else:
-            call = asyncio.to_thread(model.fn, prompt, kwargs)
+        if not model.is_async:
+
+            def started() -> None:
+                if held is not None:
+                    held[0] = model.rt.restart(held[0])
+
+            return await model.sync_pool().run(model.fn, (prompt, kwargs), limit, started)
+        call = model.fn(prompt, kwargs)
         if limit is None:
             return await call
         return await asyncio.wait_for(call, limit)
@@ -964,7 +1032,11 @@ class LLMManager(ManagerCore):
                             # The common case without the extra coroutine frame.
                             out = await model.fn(prompt, kwargs)
                         else:
-                            out = await self._call_async(model, prompt, kwargs, timeout)
+                            held = [token]
+                            try:
+                                out = await self._call_async(model, prompt, kwargs, timeout, held)
+                            finally:
+                                token = held[0]
                         if type(out) is str and out:
                             record = Record(
                                 out,
@@ -1304,12 +1376,14 @@ def _check_empty(m: LLMManager, model: _Model, usage: Usage | None) -> None:
 _END = object()
 
 
-async def _threaded(opener: Callable[..., Any], prompt: str, kw: dict[str, Any]) -> Any:
-    """A sync stream driven from a worker thread, so the event loop never blocks on it."""
-    it = await asyncio.to_thread(lambda: iter(opener(prompt, kw)))
+async def _threaded(
+    pool: SyncPool, opener: Callable[..., Any], prompt: str, kw: dict[str, Any]
+) -> Any:
+    """A sync stream driven from the model's worker pool, so the loop never blocks on it."""
+    it = await pool.run(lambda: iter(opener(prompt, kw)), (), None)
     try:
         while True:
-            item = await asyncio.to_thread(next, it, _END)
+            item = await pool.run(next, (it, _END), None)
             if item is _END:
                 return
             yield item
@@ -1329,7 +1403,7 @@ async def _open_async(
     if callable(opener):
         it: AsyncIterator[Any] = opener(prompt, kw).__aiter__()
     elif callable(sync_opener := getattr(model.fn, "stream", None)):
-        it = _threaded(sync_opener, prompt, kw)
+        it = _threaded(model.sync_pool(), sync_opener, prompt, kw)
     else:
         rec = _normalise(
             await m._call_async(model, prompt, kw, None), prompt, model.name, m.allow_empty

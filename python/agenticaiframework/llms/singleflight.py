@@ -21,6 +21,8 @@ import threading
 from contextvars import ContextVar, Token
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from . import _fork
+
 T = TypeVar("T")
 
 # Keys this context is computing as a leader: a re-entrant call for the same key (an
@@ -71,6 +73,13 @@ class SingleFlight(Generic[T]):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._flights: dict[bytes, object] = {}
+        _fork.register(self)
+
+    def _after_fork(self) -> None:
+        # In a forked child: the leaders of these flights are threads and tasks of the
+        # parent, and the lock may have been held by one of them at the fork.
+        self._lock = threading.Lock()
+        self._flights = {}
 
     def __len__(self) -> int:
         return len(self._flights)
