@@ -4,8 +4,8 @@
 
 use std::{env, fs, path::Path};
 
-const STD_IMPORT: &str = "use std::sync::atomic::{AtomicU64, Ordering};";
-const LOOM_IMPORT: &str = "use loom::sync::atomic::{AtomicU64, Ordering};";
+const STD_IMPORT: &str = "use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};";
+const LOOM_IMPORT: &str = "use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};";
 
 fn main() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../src/metrics.rs");

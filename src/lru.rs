@@ -4,6 +4,13 @@
 //! shard are handed back to the caller (`dropped`), never dropped here: for Python
 //! objects a drop can run `__del__`, and no Python code may run while the shard's lock
 //! is held.
+//!
+//! An entry is live for one TTL from when it was stored, on the caller's clock. A clock
+//! that reads earlier than an entry's store time went back: the entry's real age is
+//! unknown, so it counts as expired (not re-anchored to now, which would serve an answer
+//! of unknown age for one more full TTL). A jump back thus costs a recomputation of the
+//! entries stored after the time jumped to, never an answer served for TTL + jump (after a
+//! jump of years: until eviction): the one-TTL bound the breakers keep.
 
 use crate::key::Key;
 use std::collections::HashMap;
@@ -52,7 +59,7 @@ struct Node<V> {
     prev: u32,
     next: u32,
     size: u64,
-    expires_at: f64,
+    stored_at: f64,
 }
 
 /// Outcome of a lookup.
@@ -72,6 +79,8 @@ pub struct Lru<V> {
     bytes: u64,
     max_entries: usize,
     max_bytes: u64,
+    /// Seconds an entry lives; infinite: no TTL (and the clock is never consulted).
+    ttl: f64,
 }
 
 /// What an insert did, for the stats.
@@ -82,7 +91,7 @@ pub struct InsertOutcome {
 }
 
 impl<V> Lru<V> {
-    pub fn new(max_entries: usize, max_bytes: u64) -> Self {
+    pub fn new(max_entries: usize, max_bytes: u64, ttl: f64) -> Self {
         Lru {
             map: HashMap::default(),
             nodes: Vec::new(),
@@ -92,7 +101,14 @@ impl<V> Lru<V> {
             bytes: 0,
             max_entries: max_entries.max(1),
             max_bytes,
+            ttl,
         }
+    }
+
+    /// Whether an entry stored at `stored_at` is dead at `now`: a TTL has passed, or the
+    /// clock reads earlier than the store (it went back; see the module comment).
+    fn expired(&self, stored_at: f64, now: f64) -> bool {
+        self.ttl.is_finite() && (now >= stored_at + self.ttl || now < stored_at)
     }
 
     pub fn len(&self) -> usize {
@@ -158,7 +174,7 @@ impl<V> Lru<V> {
         let Some(&i) = self.map.get(&K::from(key)) else {
             return Lookup::Miss;
         };
-        if now >= self.nodes[i as usize].expires_at {
+        if self.expired(self.nodes[i as usize].stored_at, now) {
             return match self.remove_index(i) {
                 Some(v) => Lookup::Expired(v),
                 None => Lookup::Miss,
@@ -177,19 +193,19 @@ impl<V> Lru<V> {
     /// Whether a live entry exists, without touching recency.
     pub fn contains(&self, key: Key, now: f64) -> bool {
         match self.map.get(&K::from(key)) {
-            Some(&i) => now < self.nodes[i as usize].expires_at,
+            Some(&i) => !self.expired(self.nodes[i as usize].stored_at, now),
             None => false,
         }
     }
 
-    /// Stores a value as the most recent entry, evicting from the least recent end.
-    /// A value larger than the byte bound is not stored (and replaces nothing).
+    /// Stores a value as the most recent entry (stored at `now`), evicting from the least
+    /// recent end. A value larger than the byte bound is not stored (and replaces nothing).
     pub fn insert(
         &mut self,
         key: Key,
         value: V,
         size: u64,
-        expires_at: f64,
+        now: f64,
         dropped: &mut Vec<V>,
     ) -> InsertOutcome {
         let k = K::from(key);
@@ -204,7 +220,7 @@ impl<V> Lru<V> {
             let n = &mut self.nodes[i as usize];
             self.bytes = self.bytes - n.size + size;
             n.size = size;
-            n.expires_at = expires_at;
+            n.stored_at = now;
             dropped.extend(n.value.replace(value));
             if self.head != i {
                 self.unlink(i);
@@ -217,7 +233,7 @@ impl<V> Lru<V> {
                 prev: NIL,
                 next: NIL,
                 size,
-                expires_at,
+                stored_at: now,
             };
             let i = match self.free.pop() {
                 Some(i) => {
@@ -291,7 +307,7 @@ mod tests {
 
     fn put(l: &mut Lru<u32>, k: Key, v: u32) -> InsertOutcome {
         let mut d = Vec::new();
-        l.insert(k, v, 1, f64::INFINITY, &mut d)
+        l.insert(k, v, 1, 0.0, &mut d)
     }
 
     fn get(l: &mut Lru<u32>, k: Key) -> Option<u32> {
@@ -303,7 +319,7 @@ mod tests {
 
     #[test]
     fn evicts_least_recently_used() {
-        let mut l = Lru::new(2, u64::MAX);
+        let mut l = Lru::new(2, u64::MAX, f64::INFINITY);
         put(&mut l, 1, 10);
         put(&mut l, 2, 20);
         assert_eq!(get(&mut l, 1), Some(10)); // 1 is now most recent
@@ -317,7 +333,7 @@ mod tests {
 
     #[test]
     fn capacity_one() {
-        let mut l = Lru::new(1, u64::MAX);
+        let mut l = Lru::new(1, u64::MAX, f64::INFINITY);
         put(&mut l, 1, 10);
         put(&mut l, 2, 20);
         assert_eq!(l.len(), 1);
@@ -327,11 +343,11 @@ mod tests {
 
     #[test]
     fn replace_keeps_one_entry_and_refreshes() {
-        let mut l = Lru::new(2, u64::MAX);
+        let mut l = Lru::new(2, u64::MAX, f64::INFINITY);
         put(&mut l, 1, 10);
         put(&mut l, 2, 20);
         let mut d = Vec::new();
-        l.insert(1, 11, 1, f64::INFINITY, &mut d);
+        l.insert(1, 11, 1, 0.0, &mut d);
         assert_eq!(d, vec![10]);
         assert_eq!(l.len(), 2);
         assert_eq!(l.keys_mru(), vec![1, 2]);
@@ -339,31 +355,59 @@ mod tests {
 
     #[test]
     fn ttl_expires_on_read() {
-        let mut l = Lru::new(4, u64::MAX);
+        let mut l = Lru::new(4, u64::MAX, 5.0);
         let mut d = Vec::new();
-        l.insert(1, 10, 1, 5.0, &mut d);
+        l.insert(1, 10, 1, 0.0, &mut d);
         assert!(matches!(l.get(1, 4.9, |v| *v), Lookup::Hit(10)));
         assert!(matches!(l.get(1, 5.0, |v| *v), Lookup::Expired(10)));
         assert!(l.is_empty());
     }
 
     #[test]
-    fn byte_bound_evicts_and_rejects_oversized() {
-        let mut l = Lru::new(100, 10);
+    fn a_clock_gone_back_expires_what_was_stored_later() {
+        let mut l = Lru::new(4, u64::MAX, 10.0);
         let mut d = Vec::new();
-        l.insert(1, 1, 4, f64::INFINITY, &mut d);
-        l.insert(2, 2, 4, f64::INFINITY, &mut d);
-        let o = l.insert(3, 3, 4, f64::INFINITY, &mut d);
+        l.insert(1, 10, 1, 1000.0, &mut d);
+        l.insert(2, 20, 1, 0.0, &mut d);
+        // The clock jumps back from 1000 to 0: entry 1's age is unknown, so it is dead;
+        // entry 2, stored at 0, lives its one TTL.
+        assert!(!l.contains(1, 0.0));
+        assert!(l.contains(2, 0.0));
+        assert!(matches!(l.get(1, 0.0, |v| *v), Lookup::Expired(10)));
+        assert!(matches!(l.get(2, 9.9, |v| *v), Lookup::Hit(20)));
+        assert!(matches!(l.get(2, 10.0, |v| *v), Lookup::Expired(20)));
+        // Stored again after the jump: one TTL from then.
+        l.insert(1, 11, 1, 0.5, &mut d);
+        assert!(matches!(l.get(1, 10.4, |v| *v), Lookup::Hit(11)));
+        assert!(!l.contains(1, 10.5));
+    }
+
+    #[test]
+    fn without_a_ttl_nothing_expires() {
+        let mut l = Lru::new(4, u64::MAX, f64::INFINITY);
+        let mut d = Vec::new();
+        l.insert(1, 10, 1, 1e12, &mut d);
+        assert!(matches!(l.get(1, -1e12, |v| *v), Lookup::Hit(10)));
+        assert!(matches!(l.get(1, f64::MAX, |v| *v), Lookup::Hit(10)));
+    }
+
+    #[test]
+    fn byte_bound_evicts_and_rejects_oversized() {
+        let mut l = Lru::new(100, 10, f64::INFINITY);
+        let mut d = Vec::new();
+        l.insert(1, 1, 4, 0.0, &mut d);
+        l.insert(2, 2, 4, 0.0, &mut d);
+        let o = l.insert(3, 3, 4, 0.0, &mut d);
         assert_eq!(o.evicted, 1);
         assert_eq!(l.bytes(), 8);
-        let o = l.insert(4, 4, 11, f64::INFINITY, &mut d);
+        let o = l.insert(4, 4, 11, 0.0, &mut d);
         assert!(!o.inserted);
         assert_eq!(l.len(), 2);
     }
 
     #[test]
     fn slots_are_reused() {
-        let mut l = Lru::new(3, u64::MAX);
+        let mut l = Lru::new(3, u64::MAX, f64::INFINITY);
         for k in 0..1000u128 {
             put(&mut l, k, k as u32);
         }

@@ -4,8 +4,12 @@
 //! readers load outcomes with Acquire before the started counter. So every snapshot keeps
 //! the invariants `successes + failures <= requests` and `hits + misses <= requests`, even
 //! while other threads are writing, and is exact once they stop.
+//!
+//! A histogram's buckets come in chunks of one exponent band each, allocated on the first
+//! record into that band: an idle histogram is a few hundred bytes, a busy one holds only
+//! the bands its latencies fall in (a few), not all 2,368 buckets (18.5 KB).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Sub-buckets per power of two: bucket width is at most 1/64 of its lower bound, so the
 /// bucket midpoint is within 0.79% of any value in it.
@@ -39,8 +43,17 @@ fn bucket_value(i: usize) -> f64 {
     lo as f64 + (width as f64 - 1.0) / 2.0
 }
 
+/// Buckets per chunk: one exponent band (the first chunk is the exact band 0..64 ns).
+const CHUNK: usize = SUB as usize;
+const CHUNKS: usize = BUCKETS / CHUNK;
+const _: () = assert!(CHUNKS * CHUNK == BUCKETS);
+
+type Chunk = [AtomicU64; CHUNK];
+
 pub struct Histogram {
-    buckets: Box<[AtomicU64]>,
+    /// Null until the first record into the chunk; then never freed before the histogram
+    /// itself (a recorder may hold a reference to it), so `reset` zeroes instead.
+    chunks: [AtomicPtr<Chunk>; CHUNKS],
     count: AtomicU64,
     sum_ns: AtomicU64,
 }
@@ -51,17 +64,66 @@ impl Default for Histogram {
     }
 }
 
+impl Drop for Histogram {
+    fn drop(&mut self) {
+        for c in &self.chunks {
+            let p = c.swap(std::ptr::null_mut(), Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: `p` came from `Box::into_raw` in `alloc_chunk` and was published
+                // once; `&mut self` means no recorder can still reach it.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
 impl Histogram {
     pub fn new() -> Self {
         Histogram {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            chunks: std::array::from_fn(|_| AtomicPtr::new(std::ptr::null_mut())),
             count: AtomicU64::new(0),
             sum_ns: AtomicU64::new(0),
         }
     }
 
+    /// The chunk `c`, or None before anything was recorded into it.
+    fn chunk(&self, c: usize) -> Option<&Chunk> {
+        // Acquire pairs with the publishing compare_exchange: the zeroed buckets are seen.
+        let p = self.chunks[c].load(Ordering::Acquire);
+        // SAFETY: a non-null pointer is a published chunk, alive as long as `self`.
+        unsafe { p.as_ref() }
+    }
+
+    /// Allocates chunk `c` if no one has yet. Lock-free: racing recorders each allocate,
+    /// one publishes by compare_exchange, the others free theirs and use the winner's.
+    #[cold]
+    fn alloc_chunk(&self, c: usize) -> &Chunk {
+        let fresh: *mut Chunk = Box::into_raw(Box::new(std::array::from_fn(|_| AtomicU64::new(0))));
+        match self.chunks[c].compare_exchange(
+            std::ptr::null_mut(),
+            fresh,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: just published; freed only by `Drop`.
+            Ok(_) => unsafe { &*fresh },
+            Err(winner) => {
+                // SAFETY: `fresh` was never published, so this thread owns it alone; the
+                // winner is published and alive as long as `self`.
+                drop(unsafe { Box::from_raw(fresh) });
+                unsafe { &*winner }
+            }
+        }
+    }
+
     pub fn record(&self, ns: u64) {
-        self.buckets[bucket_of(ns)].fetch_add(1, Ordering::Relaxed);
+        let b = bucket_of(ns);
+        let (c, i) = (b / CHUNK, b % CHUNK);
+        let chunk = match self.chunk(c) {
+            Some(chunk) => chunk,
+            None => self.alloc_chunk(c),
+        };
+        chunk[i].fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Release);
     }
@@ -74,15 +136,25 @@ impl Histogram {
         self.sum_ns.load(Ordering::Relaxed)
     }
 
+    /// Bytes allocated for buckets (the chunks recorded into so far).
+    pub fn heap_bytes(&self) -> usize {
+        (0..CHUNKS).filter(|&c| self.chunk(c).is_some()).count() * std::mem::size_of::<Chunk>()
+    }
+
     /// Nearest-rank quantiles (each `q` in [0, 1]) in nanoseconds, in one pass over a copy
     /// of the buckets. None when nothing was recorded.
     pub fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        let counts: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
+        // (first bucket index, counts) of each allocated chunk, in bucket order.
+        let counts: Vec<(usize, [u64; CHUNK])> = (0..CHUNKS)
+            .filter_map(|c| {
+                let chunk = self.chunk(c)?;
+                Some((
+                    c * CHUNK,
+                    std::array::from_fn(|i| chunk[i].load(Ordering::Relaxed)),
+                ))
+            })
             .collect();
-        let total: u64 = counts.iter().sum();
+        let total: u64 = counts.iter().flat_map(|(_, cs)| cs.iter()).sum();
         qs.iter()
             .map(|&q| {
                 if total == 0 {
@@ -91,10 +163,12 @@ impl Histogram {
                 let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
                 let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
                 let mut seen = 0;
-                for (i, c) in counts.iter().enumerate() {
-                    seen += c;
-                    if seen >= rank {
-                        return Some(bucket_value(i));
+                for (base, cs) in &counts {
+                    for (i, c) in cs.iter().enumerate() {
+                        seen += c;
+                        if seen >= rank {
+                            return Some(bucket_value(base + i));
+                        }
                     }
                 }
                 None
@@ -102,9 +176,14 @@ impl Histogram {
             .collect()
     }
 
+    /// Zeroes the buckets but keeps the chunks: a concurrent recorder may be holding one.
     pub fn reset(&self) {
-        for b in self.buckets.iter() {
-            b.store(0, Ordering::Relaxed);
+        for c in 0..CHUNKS {
+            if let Some(chunk) = self.chunk(c) {
+                for b in chunk {
+                    b.store(0, Ordering::Relaxed);
+                }
+            }
         }
         self.sum_ns.store(0, Ordering::Relaxed);
         self.count.store(0, Ordering::Release);
@@ -193,5 +272,103 @@ mod tests {
     #[test]
     fn empty_histogram_has_no_quantiles() {
         assert_eq!(Histogram::new().quantiles(&[0.5]), vec![None]);
+    }
+
+    /// Nearest-rank over a dense bucket array: what the histogram computed before chunks.
+    fn dense_quantile(xs: &[u64], q: f64) -> f64 {
+        let mut counts = vec![0u64; BUCKETS];
+        for &x in xs {
+            counts[bucket_of(x)] += 1;
+        }
+        let rank = ((q * xs.len() as f64).ceil() as u64).clamp(1, xs.len() as u64);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return bucket_value(i);
+            }
+        }
+        unreachable!("rank <= total")
+    }
+
+    #[test]
+    fn chunks_are_allocated_on_first_record_only() {
+        let chunk = std::mem::size_of::<Chunk>();
+        let h = Histogram::new();
+        assert_eq!(h.heap_bytes(), 0);
+        // The whole idle histogram: the chunk pointers and two counters, no buckets.
+        assert!(std::mem::size_of::<Histogram>() <= 320);
+        h.record(1_500_000); // 1.5 ms
+        h.record(1_600_000); // same band
+        assert_eq!(h.heap_bytes(), chunk);
+        h.record(3_000_000); // the next band
+        h.record(7); // the exact band
+        h.record(u64::MAX); // the top band
+        assert_eq!(h.heap_bytes(), 4 * chunk);
+        h.reset();
+        assert_eq!(h.heap_bytes(), 4 * chunk, "reset zeroes, it does not free");
+        assert_eq!(h.quantiles(&[0.5]), vec![None]);
+        assert_eq!(h.count(), 0);
+        h.record(7);
+        assert_eq!(h.quantiles(&[0.0, 1.0]), vec![Some(7.0), Some(7.0)]);
+    }
+
+    #[test]
+    fn quantiles_match_the_dense_histogram() {
+        // Values over every band, in a scrambled order.
+        let xs: Vec<u64> = (0..20_000u64)
+            .map(|i| {
+                let r = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+                r >> (r % 64)
+            })
+            .collect();
+        let h = Histogram::new();
+        for &x in &xs {
+            h.record(x);
+        }
+        let qs: Vec<f64> = (0..=100).map(|i| i as f64 / 100.0).collect();
+        let got = h.quantiles(&qs);
+        for (q, g) in qs.iter().zip(got) {
+            assert_eq!(g, Some(dense_quantile(&xs, *q)), "q={q}");
+        }
+    }
+
+    #[test]
+    fn racing_first_records_lose_nothing() {
+        use std::sync::{Arc, Barrier};
+        const THREADS: usize = 8;
+        let xs: Vec<u64> = (0..2_000u64).map(|i| (i * 7919) << (i % 40)).collect();
+        for _ in 0..20 {
+            // A fresh histogram each round: every thread races to allocate every chunk.
+            let h = Arc::new(Histogram::new());
+            let start = Arc::new(Barrier::new(THREADS));
+            let handles: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    let (h, start, xs) = (h.clone(), start.clone(), xs.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        for &x in &xs {
+                            h.record(x);
+                        }
+                    })
+                })
+                .collect();
+            for t in handles {
+                t.join().expect("recorder thread");
+            }
+            assert_eq!(h.count(), (THREADS * xs.len()) as u64);
+            let all: Vec<u64> = xs
+                .iter()
+                .copied()
+                .cycle()
+                .take(THREADS * xs.len())
+                .collect();
+            let qs = [0.0, 0.01, 0.5, 0.95, 0.99, 1.0];
+            let want: Vec<_> = qs.iter().map(|&q| Some(dense_quantile(&all, q))).collect();
+            assert_eq!(h.quantiles(&qs), want);
+            let bands: std::collections::HashSet<usize> =
+                xs.iter().map(|&x| bucket_of(x) / CHUNK).collect();
+            assert_eq!(h.heap_bytes(), bands.len() * std::mem::size_of::<Chunk>());
+        }
     }
 }

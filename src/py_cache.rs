@@ -121,7 +121,11 @@ impl ResponseCache {
             .map(|i| {
                 let entries = split(max_entries as u64, n, i) as usize;
                 let bytes = max_bytes.map_or(u64::MAX, |b| split(b, n, i));
-                Padded(Mutex::new(Lru::new(entries, bytes)))
+                Padded(Mutex::new(Lru::new(
+                    entries,
+                    bytes,
+                    ttl.unwrap_or(f64::INFINITY),
+                )))
             })
             .collect();
         Ok(ResponseCache {
@@ -207,15 +211,13 @@ impl ResponseCache {
         value: Py<PyAny>,
         size: u64,
     ) -> PyResult<bool> {
-        let expires_at = match self.ttl {
-            Some(t) => self.clock.now(py)? + t,
-            None => f64::INFINITY,
-        };
+        // Read before locking: a Python clock runs Python code.
+        let now = self.now(py)?;
         let mut dropped = Vec::new();
         let outcome = self
             .shard(key)
             .lock()
-            .insert(key, value, size, expires_at, &mut dropped);
+            .insert(key, value, size, now, &mut dropped);
         if outcome.inserted {
             self.stats.finish(s::INSERTS, 1);
         } else {

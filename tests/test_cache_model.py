@@ -26,7 +26,8 @@ class FakeClock:
 
 
 class ModelShard:
-    """One shard of the model: an LRU by OrderedDict (last = most recent)."""
+    """One shard of the model: an LRU by OrderedDict (last = most recent) of
+    key -> (value, size, stored_at)."""
 
     def __init__(self, entries: int, max_bytes: int | None) -> None:
         self.entries = entries
@@ -68,6 +69,14 @@ class CacheMachine(RuleBasedStateMachine):
             ["hits", "misses", "inserts", "evictions", "expirations", "rejections"], 0
         )
 
+    def expired(self, stored_at: float) -> bool:
+        """A TTL has passed since the store, or the clock went back before it (the
+        entry's age is then unknown)."""
+        if self.ttl is None:
+            return False
+        t = self.clock.t
+        return t >= stored_at + self.ttl or t < stored_at
+
     def shard(self, key: bytes) -> ModelShard:
         return self.shards[self.cache.shard_of(key)]
 
@@ -82,9 +91,8 @@ class CacheMachine(RuleBasedStateMachine):
             self.stats["rejections"] += 1
             return
         assert stored
-        expires = self.clock.t + self.ttl if self.ttl is not None else float("inf")
         sh.items.pop(key, None)
-        sh.items[key] = (value, size, expires)
+        sh.items[key] = (value, size, self.clock.t)
         self.stats["inserts"] += 1
         while len(sh.items) > sh.entries or (limit is not None and sh.bytes() > limit):
             if len(sh.items) == 1:
@@ -100,7 +108,7 @@ class CacheMachine(RuleBasedStateMachine):
         if entry is None:
             assert got == "MISS"
             self.stats["misses"] += 1
-        elif self.clock.t >= entry[2]:
+        elif self.expired(entry[2]):
             assert got == "MISS"
             del sh.items[key]
             self.stats["misses"] += 1
@@ -126,6 +134,17 @@ class CacheMachine(RuleBasedStateMachine):
     def advance(self, dt: float) -> None:
         self.clock.t += dt
 
+    @precondition(lambda self: self.ttl is not None)
+    @rule(dt=st.sampled_from([0.5, 1.0, 2.5, 1e9]))
+    def rewind(self, dt: float) -> None:
+        """The clock jumps back (a wall clock stepped by NTP, a VM restored)."""
+        self.clock.t -= dt
+
+    @rule(key=st.sampled_from(KEYS))
+    def contains(self, key: bytes) -> None:
+        entry = self.shard(key).items.get(key)
+        assert (key in self.cache) == (entry is not None and not self.expired(entry[2]))
+
     @invariant()
     def matches_model(self) -> None:
         assert len(self.cache) == sum(len(sh.items) for sh in self.shards)
@@ -139,6 +158,39 @@ class CacheMachine(RuleBasedStateMachine):
 
 TestCacheMachine = CacheMachine.TestCase
 TestCacheMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+
+
+def test_a_clock_jumping_back_bounds_an_entry_by_one_ttl() -> None:
+    """Stored at t=1000, the clock back to t=0: the entry does not live on for the
+    1000 s jump plus its TTL; it is expired (its age is unknown), and what is stored after
+    the jump lives exactly one TTL."""
+    clock = FakeClock()
+    cache = ResponseCache(8, ttl=10.0, clock=clock)
+    clock.t = 1000.0
+    cache.put(KEYS[0], "stored at 1000")
+    assert cache.get(KEYS[0]) == "stored at 1000"
+    clock.t = 0.0
+    assert KEYS[0] not in cache
+    assert cache.get(KEYS[0], "MISS") == "MISS"
+    assert cache.stats()["expirations"] == 1 and len(cache) == 0
+    cache.put(KEYS[0], "stored at 0")
+    for t in (0.0, 5.0, 9.999):
+        clock.t = t
+        assert cache.get(KEYS[0]) == "stored at 0"
+    clock.t = 10.0
+    assert cache.get(KEYS[0], "MISS") == "MISS"
+
+
+def test_a_small_step_back_expires_only_what_was_stored_after_it() -> None:
+    clock = FakeClock()
+    cache = ResponseCache(8, ttl=60.0, clock=clock)
+    clock.t = 100.0
+    cache.put(KEYS[0], "early")
+    clock.t = 100.5
+    cache.put(KEYS[1], "late")
+    clock.t = 100.25  # stepped back 0.25 s
+    assert cache.get(KEYS[0]) == "early"
+    assert cache.get(KEYS[1], "MISS") == "MISS"
 
 
 def test_lookup_returns_key_then_value_by_reference() -> None:

@@ -299,6 +299,21 @@ def test_cache_ttl_follows_injected_clock() -> None:
     assert a.count == 3
 
 
+def test_cache_ttl_survives_a_clock_jumping_back() -> None:
+    """A wall clock stepped back a year must not keep an answer for a year plus its TTL:
+    entries stored after the time jumped to are recomputed, then live one TTL."""
+    m, a, clock = single(cache_ttl=10)
+    clock.advance(365 * 86400)
+    assert m.generate("p") == "a#1:p"
+    clock.advance(-365 * 86400)
+    assert m.generate("p") == "a#2:p"
+    clock.advance(9)
+    assert m.generate("p") == "a#2:p"
+    clock.advance(1)
+    assert m.generate("p") == "a#3:p"
+    assert a.count == 3
+
+
 def test_cache_without_ttl_does_not_expire() -> None:
     m, a, clock = single()
     m.generate("p")
