@@ -4,7 +4,7 @@ VENV := $(abspath .venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
-.PHONY: demo test build lint stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare
+.PHONY: demo test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,9 +39,14 @@ rust-loom:
 	$(LOOM_ENV) cargo test --manifest-path loom/Cargo.toml --release --quiet
 	cargo fmt --manifest-path loom/Cargo.toml --check
 
+# The sync drivers are generated from the async ones (scripts/unasync.py says why).
+unasync: $(STAMP)
+	$(BIN)/python scripts/unasync.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check python tests benches examples fuzz
-	$(BIN)/ruff format --check python tests benches examples fuzz
+	$(BIN)/python scripts/unasync.py --check
+	$(BIN)/ruff check python tests benches examples fuzz scripts
+	$(BIN)/ruff format --check python tests benches examples fuzz scripts
 	$(BIN)/mypy
 
 py-test: build
@@ -65,8 +70,9 @@ test: rust-test rust-loom lint stubtest py-test wheel-check
 
 fmt: $(STAMP)
 	cargo fmt
-	$(BIN)/ruff format python tests benches examples fuzz
-	$(BIN)/ruff check --fix python tests benches examples fuzz
+	$(BIN)/ruff format python tests benches examples fuzz scripts
+	$(BIN)/ruff check --fix python tests benches examples fuzz scripts
+	$(BIN)/python scripts/unasync.py
 
 # The peer comparison (issue 6; benches/compare/): builds the peers' venvs under
 # .bench-venvs/ (rebuilt when their requirements file changes), then runs interleaved

@@ -197,7 +197,7 @@ def test_cancellation_releases_the_trial_permit() -> None:
         gate["started"] = started()
         task = asyncio.create_task(m.agenerate("p", use_cache=False))
         await gate["started"].wait()
-        breaker = m._models["a"].core
+        breaker = m._models["a"].breaker.core
         assert breaker.trials_outstanding == 1
         task.cancel()
         with pytest.raises(asyncio.CancelledError):

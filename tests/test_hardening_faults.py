@@ -407,7 +407,7 @@ def test_absurd_token_counts_do_not_wedge_a_half_open_breaker() -> None:
         pass
     answers[:] = ["fine"]
     env.clock.advance(10)
-    assert env.m.generate("r") == "fine", env.m._models["a"].core.trials_outstanding
+    assert env.m.generate("r") == "fine", env.m._models["a"].breaker.core.trials_outstanding
 
 
 # ---------------------------------------------------------------- re-entrancy
@@ -927,5 +927,5 @@ def test_no_clock_history_wedges_a_breaker(steps: list[tuple[str, float]]) -> No
         env.clock.advance(30)
     assert answers[-1] == "ok", answers
     assert state(env) == "closed"
-    assert env.m._models["a"].core.trials_outstanding == 0
+    assert env.m._models["a"].breaker.core.trials_outstanding == 0
     assert_metrics_add_up(env.m)

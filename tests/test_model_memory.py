@@ -48,7 +48,7 @@ for name, fn in zip(names, fns):
 gc.collect()
 after = rss()
 natives = [
-    sys.getsizeof(m.stats) + sys.getsizeof(m.rt) + sys.getsizeof(m.core)
+    sys.getsizeof(m.stats) + sys.getsizeof(m.core) + sys.getsizeof(m.breaker.core)
     for name, m in llm._models.items() if name != "warm-up"
 ]
 print(json.dumps({"rss_per_model": (after - before) / n, "native_per_model": max(natives)}))

@@ -26,6 +26,19 @@ class CircuitBreakerOpenError(LLMError):
         super().__init__(f"circuit breaker {who}is open; retry in {retry_after:.3f}s")
 
 
+class AdmissionRejectedError(LLMError):
+    """An admission gate (a rate limit, a retry budget, a shared breaker) refused an
+    attempt on a model before it was made; the next model is tried.
+
+    ``retry_after``: when the gate expects to admit again (seconds, 0 if unknown)."""
+
+    def __init__(self, model: str, reason: str, retry_after: float = 0.0) -> None:
+        self.model = model
+        self.reason = reason
+        self.retry_after = retry_after
+        super().__init__(f"model {model!r} not admitted: {reason}")
+
+
 class NonRetryableError(LLMError):
     """Raise it (or a subclass) from an inference function to stop retries on that model.
 

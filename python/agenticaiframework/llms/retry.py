@@ -1,11 +1,21 @@
-"""Backoff between attempts on one model."""
+"""The retry decision: whether a failed attempt is tried again on the same model, and
+after what wait (backoff, Retry-After)."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+from .classify import default_retryable, retry_after_of
+from .errors import describe
+
+if TYPE_CHECKING:
+    from .models import Model
+
+logger = logging.getLogger("agenticaiframework.llms")
 
 Jitter = Literal["full", "equal"] | None
 
@@ -35,3 +45,42 @@ class Backoff:
         if self.jitter == "equal":
             return d / 2 + d / 2 * self.rng()
         return d
+
+
+def decide(
+    model: Model,
+    exc: Exception,
+    attempt: int,
+    max_retries: int,
+    opened: bool,
+    backoff: Backoff,
+) -> float | None:
+    """The retry decision after a failed attempt (already booked): the wait before trying
+    the same model again, or None to move on to the next model. Pure: reads the model's
+    policy, its breaker's state and the exception's Retry-After."""
+    if attempt >= max_retries or opened:
+        return None
+    try:
+        retry = bool(model.policy(exc))
+    except Exception as bad:
+        # A broken classifier (or an exception whose attributes raise when read) must
+        # not lose the request: the default policy decides, and if even that cannot
+        # read the exception, it is retried like any failure we know nothing about.
+        logger.warning("classifying %r's failure raised %s", model.name, describe(bad))
+        try:
+            retry = default_retryable(exc)
+        except Exception:
+            retry = True
+    if not retry:
+        return None
+    if model.breaker.core.state != "closed":
+        # Opened by a concurrent caller: the next permit would be refused, go on now.
+        return None
+    delay = backoff.delay(attempt)
+    asked = retry_after_of(exc)
+    if asked is not None:
+        if asked > backoff.max:
+            # The provider wants longer than we would ever wait: use the next model.
+            return None
+        delay = max(delay, asked)
+    return delay

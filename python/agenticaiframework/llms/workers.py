@@ -117,6 +117,7 @@ class SyncPool:
         self._queue: deque[_Job] = deque()
         self._threads = 0
         self._idle = 0
+        self._running = 0
         _fork.register(self)
 
     def _after_fork(self) -> None:
@@ -124,13 +125,13 @@ class SyncPool:
         self._lock = threading.Lock()
         self._ready = threading.Condition(self._lock)
         self._queue = deque()
-        self._threads = self._idle = 0
+        self._threads = self._idle = self._running = 0
 
     @property
     def busy(self) -> int:
         """Workers running a call now (hung ones included)."""
         with self._lock:
-            return self._threads - self._idle
+            return self._running
 
     async def run(
         self,
@@ -196,19 +197,25 @@ class SyncPool:
                 if job.state == 2:
                     continue
                 job.state = 1
-            loop = job.loop
+                self._running += 1
             result: Any = None
+            ok = False
             try:
                 if job.started is not None:
-                    loop.call_soon_threadsafe(_set, job.started, True, None)
+                    job.loop.call_soon_threadsafe(_set, job.started, True, None)
                 try:
-                    result = job.context.run(job.fn, *job.args)
-                    ok = True
+                    result, ok = job.context.run(job.fn, *job.args), True
                 except BaseException as exc:  # delivered to the awaiting side
-                    result, ok = exc, False
-                loop.call_soon_threadsafe(_set, job.done, ok, result)
+                    result = exc
             except RuntimeError:
-                pass  # that loop is closed: nobody awaits this job any more
+                job.state = 2  # that loop is closed: nobody awaits this job any more
+            with lock:
+                self._running -= 1  # before the awaiting side hears of it
+            if job.state == 1:
+                try:
+                    job.loop.call_soon_threadsafe(_set, job.done, ok, result)
+                except RuntimeError:
+                    pass
             del job, result
 
 

@@ -188,25 +188,6 @@ def translate(exc: Exception, provider: str) -> Exception:
     return BadRequestError(msg, **kw)
 
 
-def close_quietly(stream: Any) -> None:
-    """Closes an SDK stream (its HTTP response) that is done with or abandoned."""
-    close = getattr(stream, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception:  # the stream is over either way
-            pass
-
-
-async def aclose_quietly(stream: Any) -> None:
-    close = getattr(stream, "close", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:
-            pass
-
-
 class StreamEnd:
     """How a provider's stream ended. Neither SDK complains when the last event is missing
     (the connection closed after a few chunks, or a complete body left it out), so the

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
+from .._io_async import close_quietly as aclose_quietly
+from .._io_sync import close_quietly
 from ..response import LLMResponse, Usage
 from ._common import (
     StreamEnd,
-    aclose_quietly,
     agather,
     api_key,
     call_create,
-    close_quietly,
     gather,
     require,
     translate,

@@ -1,0 +1,332 @@
+"""The async drivers: they await the models, sleep and pull chunks; the walk (``walk.py``)
+decides everything else.
+
+This file is the one text of both drivers: ``scripts/unasync.py`` generates
+``_drive_sync.py`` from it (``await`` and ``async`` dropped, ``_io_async`` read as
+``_io_sync``, a line marked ``# async-only`` left out, a line marked ``# sync-only: CODE``
+written as CODE), and ``make lint`` checks that the generated file is current. Edit this
+one, then run ``make unasync``.
+
+The first try is made inline, in front of the walk (``agenerate`` here, the native
+``generate``'s ``_generate_slow`` in the sync twin): lead the flight if there is one, call
+the first model, book a success in one native call. Anything else hands over to the walk
+with the attempt already booked, so nothing is re-raised or counted twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from .._native import Record
+from ._io_async import bounded, call, close_quietly, current_loop, items, nothing, own_call_needed
+from ._io_async import sleep as pause
+from ._validate import check_seconds  # async-only
+from .models import chunk_of, empty, estimated, record_of, result_of, streamed, usage_of
+from .response import MEANT_TO_END, GenerationResult, Usage
+from .singleflight import LeaderAborted, lead, leading, unlead
+from .walk import Walk
+
+if TYPE_CHECKING:
+    from .manager import LLMManager
+    from .models import Model
+
+# A request's outcome: the record, the attempts made, the failures before it.
+Outcome: TypeAlias = tuple[Record, int, Sequence[tuple[str, BaseException]]]
+
+
+async def agenerate(  # sync-only: def generate_slow(
+    self: LLMManager,
+    prompt: str,
+    use_cache: bool = True,  # sync-only: use_cache: bool,
+    *,  # async-only
+    timeout: float | None = None,  # async-only
+    **kwargs: Any,  # async-only
+    # sync-only: kwargs: dict[str, Any] | None, value: Any, plan: tuple[Model, ...] | None,
+) -> str:
+    """The async twin of generate()."""  # sync-only: """generate() after its cache miss."""
+    # sync-only: timeout = None
+    if timeout is not None:  # async-only
+        # Before the request is counted: a bad value leaves the metrics adding up.  # async-only
+        check_seconds("timeout", timeout)  # async-only
+    hit, value, plan = self._enter(prompt, use_cache, kwargs)  # async-only
+    if hit:  # async-only
+        text: str = value.text  # async-only
+        return text  # async-only
+    # sync-only: if plan is None or not plan[0].inline_sync:
+    if plan is None or timeout is not None or not plan[0].inline_async:  # async-only
+        return (await complete(self, prompt, kwargs, value, plan, timeout))[0].text
+    kw = kwargs  # sync-only: kw = {} if kwargs is None else kwargs
+    # The common case, inline: every frame saved here is saved on each of the thousands
+    # of requests a server keeps in flight. Lead the flight (if any), make the first
+    # attempt right here, hand anything but a first-try success to the walk.
+    led: bytes | None = None  # the key this request leads a flight for
+    if value is not None and self.single_flight:
+        # sync-only: if leading(value) or self._flights.join(value):
+        if leading(value) or self._flights.join(value, current_loop(self)):  # async-only
+            # Re-entrant, or a twin is already in flight: the general path.
+            return (await complete(self, prompt, kw, value, plan, None))[0].text
+        landed = self._landed(value)
+        if landed is not None:
+            return landed.text
+        led, lead_token = value, lead(value)
+    model = plan[0]
+    try:
+        token = model.core.begin(False)
+        if not token:
+            record = await resumed(self, prompt, kw, plan, 0, None)
+        else:
+            try:
+                out = await model.fn(prompt, kw)
+                if type(out) is not str or not out:
+                    record = record_of(out, prompt, model.name, self.allow_empty)
+            except Exception as exc:
+                record = await resumed(self, prompt, kw, plan, token, exc)
+            except BaseException:
+                model.core.cancel(token)
+                self._mstats.record_cancelled(0, 0)
+                raise
+            else:
+                if type(out) is str and out:
+                    # Success, usage, breaker, manager counters and the record: one call.
+                    record = model.core.answered(token, prompt, out)
+                else:
+                    pt, ct = record.prompt_tokens, record.completion_tokens
+                    model.core.success(token, pt, ct)
+                    self._mstats.record_success(pt + ct, 0, 0)
+    except Exception as exc:
+        if led is not None:
+            self._flights.finish(led, error=exc)
+        raise
+    except BaseException:
+        if led is not None:
+            self._flights.finish(led, error=LeaderAborted())
+        raise
+    finally:
+        if led is not None:
+            unlead(lead_token)
+    if value is not None:
+        self._store(value, record)
+        if led is not None:
+            self._flights.finish(led, result=(record, 1, ()))
+    return record.text
+
+
+async def agenerate_response(  # sync-only: def generate_response(
+    self: LLMManager,
+    prompt: str,
+    use_cache: bool = True,
+    *,  # async-only
+    timeout: float | None = None,  # async-only
+    **kwargs: Any,
+) -> GenerationResult:
+    """The async twin of generate_response()."""  # sync-only: """The text, and how it came."""
+    if timeout is not None:  # async-only
+        check_seconds("timeout", timeout)  # async-only
+    # sync-only: timeout = None
+    t0 = perf_counter()
+    hit, value, plan = self._enter(prompt, use_cache, kwargs)
+    if hit:
+        return result_of(value, True, 0, perf_counter() - t0, ())
+    record, attempts, errors = await complete(self, prompt, kwargs, value, plan, timeout)
+    return result_of(record, False, attempts, perf_counter() - t0, errors)
+
+
+async def complete(
+    m: LLMManager,
+    prompt: str,
+    kwargs: dict[str, Any] | None,
+    key: bytes | None,
+    plan: tuple[Model, ...] | None,
+    timeout: float | None,
+) -> Outcome:
+    """A request after its cache miss: single-flight (lead, follow, or find the answer
+    that landed), then the walk."""
+    if plan is None:
+        m._no_route()
+    kw = {} if kwargs is None else kwargs
+    if key is None or not m.single_flight or leading(key):
+        return await walked(m, prompt, kw, key, plan, timeout)
+    flights, stats = m._flights, m._mstats
+    while True:
+        flight = flights.join(key, current_loop(m))
+        if flight is None:
+            landed = m._landed(key)
+            if landed is not None:
+                return landed, 0, ()
+            token = lead(key)
+            try:
+                result = await walked(m, prompt, kw, key, plan, timeout)
+            except Exception as exc:
+                flights.finish(key, error=exc)
+                raise
+            except BaseException:
+                flights.finish(key, error=LeaderAborted())
+                raise
+            finally:
+                unlead(token)
+            flights.finish(key, result=result)
+            return result
+        if own_call_needed(flight):
+            return await walked(m, prompt, kw, key, plan, timeout)
+        try:
+            record = (await flights.wait_async(flight))[0]
+        except LeaderAborted:
+            continue  # the leader died without an outcome: try again, maybe as leader
+        except Exception:
+            stats.record_coalesced()
+            stats.record_failure()
+            raise
+        except BaseException:
+            stats.record_cancelled()
+            raise
+        stats.record_coalesced()
+        stats.record_success()
+        return record, 0, ()
+
+
+async def walked(
+    m: LLMManager,
+    prompt: str,
+    kw: dict[str, Any],
+    key: bytes | None,
+    plan: tuple[Model, ...],
+    timeout: float | None,
+) -> Outcome:
+    walk = Walk(m, plan, kw)
+    record = await run(m, walk, prompt, timeout)
+    if key is not None:
+        m._store(key, record)
+    return record, walk.attempts, walk.errors
+
+
+async def resumed(
+    m: LLMManager,
+    prompt: str,
+    kw: dict[str, Any],
+    plan: tuple[Model, ...],
+    token: int,
+    exc: Exception | None,
+) -> Record:
+    """The walk of a request whose first attempt was made inline (``token``, 0 if its
+    breaker refused) and failed with ``exc``."""
+    return await run(m, Walk.after_first(m, plan, kw, token), prompt, None, exc)
+
+
+async def run(
+    m: LLMManager,
+    walk: Walk,
+    prompt: str,
+    timeout: float | None,
+    pending: Exception | None = None,
+) -> Record:
+    """Drives the walk to an answer (or raises its final error)."""
+    kwargs = walk.kwargs
+    try:
+        if pending is not None:
+            wait = walk.failed(pending)
+            if wait is not None:
+                await pause(m, wait)
+        while (model := walk.next()) is not None:
+            try:
+                if model.inline_async and timeout is None:  # sync-only: if model.inline_sync:
+                    out = await model.fn(prompt, kwargs)
+                else:
+                    out = await call(m, model, prompt, kwargs, timeout, walk)
+                if type(out) is str and out:
+                    record = estimated(out, model.name, prompt)
+                else:
+                    record = record_of(out, prompt, model.name, m.allow_empty)
+            except Exception as exc:
+                wait = walk.failed(exc)
+                if wait is not None:
+                    await pause(m, wait)
+                continue
+            return walk.succeeded(record)
+        raise walk.exhausted()
+    except BaseException:
+        walk.abandon()
+        raise
+
+
+# ------------------------------------------------------------------------ streaming
+
+
+async def astream_route(  # sync-only: def stream_route(
+    m: LLMManager,
+    prompt: str,
+    use_cache: bool,
+    kwargs: dict[str, Any],
+    timeout: float | None,
+) -> AsyncIterator[str]:
+    """A streamed request: the cache, then the walk until the first chunk; after it, a
+    failure is a StreamInterruptedError with the partial text."""
+    hit, key, plan = m._enter(prompt, use_cache, kwargs)
+    if hit:
+        yield key.text
+        return
+    if plan is None:
+        m._no_route()
+    walk = Walk(m, plan, kwargs)
+    try:
+        while (model := walk.next()) is not None:
+            limit = model.timeout if timeout is None else timeout
+            try:
+                it, first, usage = await bounded(opened(m, model, prompt, kwargs, walk), limit)
+            except Exception as exc:
+                wait = walk.failed(exc)
+                if wait is not None:
+                    await pause(m, wait)
+                continue
+            parts = [first] if first else []
+            try:
+                if first:
+                    walk.first_chunk()
+                    yield first
+                async for item in it:
+                    chunk = chunk_of(item, model.name)
+                    if chunk is None:
+                        usage = item if isinstance(item, Usage) else usage
+                    elif chunk:
+                        parts.append(chunk)
+                        yield chunk
+            except Exception as exc:
+                raise walk.broken(exc, parts) from exc
+            finally:
+                await close_quietly(it)
+            record = walk.succeeded(streamed("".join(parts), model.name, prompt, usage))
+            if key is not None:
+                m._store(key, record)
+            return
+        raise walk.exhausted()
+    except BaseException:
+        walk.abandon()
+        raise
+
+
+async def opened(
+    m: LLMManager, model: Model, prompt: str, kw: dict[str, Any], walk: Walk
+) -> tuple[AsyncIterator[Any], str, Usage | None]:
+    """Starts a stream and reads up to its first text chunk ("" if it ends without one,
+    which is the model's answer only if it said it ended normally)."""
+    it = items(model, prompt, kw)
+    if it is None:
+        out = await call(m, model, prompt, kw, None, walk)
+        rec = record_of(out, prompt, model.name, m.allow_empty)
+        return nothing(), rec.text, usage_of(rec)
+    usage: Usage | None = None
+    try:
+        async for item in it:
+            chunk = chunk_of(item, model.name)
+            if chunk is None:
+                usage = item
+            elif chunk:
+                return it, chunk, usage
+    except BaseException:
+        await close_quietly(it)
+        raise
+    reason = None if usage is None else usage.finish_reason
+    if not m.allow_empty and reason not in MEANT_TO_END:
+        raise empty(model.name, "streamed", reason)
+    return it, "", usage

@@ -1,0 +1,306 @@
+# Generated from _drive_async.py by scripts/unasync.py: do not edit; edit that file
+# and run `make unasync` (`make lint` checks this file is current).
+"""The sync drivers: the twin of ``_drive_async.py``, generated from it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from .._native import Record
+from ._io_sync import bounded, call, close_quietly, current_loop, items, nothing, own_call_needed
+from ._io_sync import sleep as pause
+from .models import chunk_of, empty, estimated, record_of, result_of, streamed, usage_of
+from .response import MEANT_TO_END, GenerationResult, Usage
+from .singleflight import LeaderAborted, lead, leading, unlead
+from .walk import Walk
+
+if TYPE_CHECKING:
+    from .manager import LLMManager
+    from .models import Model
+
+# A request's outcome: the record, the attempts made, the failures before it.
+Outcome: TypeAlias = tuple[Record, int, Sequence[tuple[str, BaseException]]]
+
+
+def generate_slow(
+    self: LLMManager,
+    prompt: str,
+    use_cache: bool,
+    kwargs: dict[str, Any] | None,
+    value: Any,
+    plan: tuple[Model, ...] | None,
+) -> str:
+    """generate() after its cache miss."""
+    timeout = None
+    if plan is None or not plan[0].inline_sync:
+        return (complete(self, prompt, kwargs, value, plan, timeout))[0].text
+    kw = {} if kwargs is None else kwargs
+    # The common case, inline: every frame saved here is saved on each of the thousands
+    # of requests a server keeps in flight. Lead the flight (if any), make the first
+    # attempt right here, hand anything but a first-try success to the walk.
+    led: bytes | None = None  # the key this request leads a flight for
+    if value is not None and self.single_flight:
+        if leading(value) or self._flights.join(value):
+            # Re-entrant, or a twin is already in flight: the general path.
+            return (complete(self, prompt, kw, value, plan, None))[0].text
+        landed = self._landed(value)
+        if landed is not None:
+            return landed.text
+        led, lead_token = value, lead(value)
+    model = plan[0]
+    try:
+        token = model.core.begin(False)
+        if not token:
+            record = resumed(self, prompt, kw, plan, 0, None)
+        else:
+            try:
+                out = model.fn(prompt, kw)
+                if type(out) is not str or not out:
+                    record = record_of(out, prompt, model.name, self.allow_empty)
+            except Exception as exc:
+                record = resumed(self, prompt, kw, plan, token, exc)
+            except BaseException:
+                model.core.cancel(token)
+                self._mstats.record_cancelled(0, 0)
+                raise
+            else:
+                if type(out) is str and out:
+                    # Success, usage, breaker, manager counters and the record: one call.
+                    record = model.core.answered(token, prompt, out)
+                else:
+                    pt, ct = record.prompt_tokens, record.completion_tokens
+                    model.core.success(token, pt, ct)
+                    self._mstats.record_success(pt + ct, 0, 0)
+    except Exception as exc:
+        if led is not None:
+            self._flights.finish(led, error=exc)
+        raise
+    except BaseException:
+        if led is not None:
+            self._flights.finish(led, error=LeaderAborted())
+        raise
+    finally:
+        if led is not None:
+            unlead(lead_token)
+    if value is not None:
+        self._store(value, record)
+        if led is not None:
+            self._flights.finish(led, result=(record, 1, ()))
+    return record.text
+
+
+def generate_response(
+    self: LLMManager,
+    prompt: str,
+    use_cache: bool = True,
+    **kwargs: Any,
+) -> GenerationResult:
+    """The text, and how it came."""
+    timeout = None
+    t0 = perf_counter()
+    hit, value, plan = self._enter(prompt, use_cache, kwargs)
+    if hit:
+        return result_of(value, True, 0, perf_counter() - t0, ())
+    record, attempts, errors = complete(self, prompt, kwargs, value, plan, timeout)
+    return result_of(record, False, attempts, perf_counter() - t0, errors)
+
+
+def complete(
+    m: LLMManager,
+    prompt: str,
+    kwargs: dict[str, Any] | None,
+    key: bytes | None,
+    plan: tuple[Model, ...] | None,
+    timeout: float | None,
+) -> Outcome:
+    """A request after its cache miss: single-flight (lead, follow, or find the answer
+    that landed), then the walk."""
+    if plan is None:
+        m._no_route()
+    kw = {} if kwargs is None else kwargs
+    if key is None or not m.single_flight or leading(key):
+        return walked(m, prompt, kw, key, plan, timeout)
+    flights, stats = m._flights, m._mstats
+    while True:
+        flight = flights.join(key, current_loop(m))
+        if flight is None:
+            landed = m._landed(key)
+            if landed is not None:
+                return landed, 0, ()
+            token = lead(key)
+            try:
+                result = walked(m, prompt, kw, key, plan, timeout)
+            except Exception as exc:
+                flights.finish(key, error=exc)
+                raise
+            except BaseException:
+                flights.finish(key, error=LeaderAborted())
+                raise
+            finally:
+                unlead(token)
+            flights.finish(key, result=result)
+            return result
+        if own_call_needed(flight):
+            return walked(m, prompt, kw, key, plan, timeout)
+        try:
+            record = (flights.wait(flight))[0]
+        except LeaderAborted:
+            continue  # the leader died without an outcome: try again, maybe as leader
+        except Exception:
+            stats.record_coalesced()
+            stats.record_failure()
+            raise
+        except BaseException:
+            stats.record_cancelled()
+            raise
+        stats.record_coalesced()
+        stats.record_success()
+        return record, 0, ()
+
+
+def walked(
+    m: LLMManager,
+    prompt: str,
+    kw: dict[str, Any],
+    key: bytes | None,
+    plan: tuple[Model, ...],
+    timeout: float | None,
+) -> Outcome:
+    walk = Walk(m, plan, kw)
+    record = run(m, walk, prompt, timeout)
+    if key is not None:
+        m._store(key, record)
+    return record, walk.attempts, walk.errors
+
+
+def resumed(
+    m: LLMManager,
+    prompt: str,
+    kw: dict[str, Any],
+    plan: tuple[Model, ...],
+    token: int,
+    exc: Exception | None,
+) -> Record:
+    """The walk of a request whose first attempt was made inline (``token``, 0 if its
+    breaker refused) and failed with ``exc``."""
+    return run(m, Walk.after_first(m, plan, kw, token), prompt, None, exc)
+
+
+def run(
+    m: LLMManager,
+    walk: Walk,
+    prompt: str,
+    timeout: float | None,
+    pending: Exception | None = None,
+) -> Record:
+    """Drives the walk to an answer (or raises its final error)."""
+    kwargs = walk.kwargs
+    try:
+        if pending is not None:
+            wait = walk.failed(pending)
+            if wait is not None:
+                pause(m, wait)
+        while (model := walk.next()) is not None:
+            try:
+                if model.inline_sync:
+                    out = model.fn(prompt, kwargs)
+                else:
+                    out = call(m, model, prompt, kwargs, timeout, walk)
+                if type(out) is str and out:
+                    record = estimated(out, model.name, prompt)
+                else:
+                    record = record_of(out, prompt, model.name, m.allow_empty)
+            except Exception as exc:
+                wait = walk.failed(exc)
+                if wait is not None:
+                    pause(m, wait)
+                continue
+            return walk.succeeded(record)
+        raise walk.exhausted()
+    except BaseException:
+        walk.abandon()
+        raise
+
+
+# ------------------------------------------------------------------------ streaming
+
+
+def stream_route(
+    m: LLMManager,
+    prompt: str,
+    use_cache: bool,
+    kwargs: dict[str, Any],
+    timeout: float | None,
+) -> Iterator[str]:
+    """A streamed request: the cache, then the walk until the first chunk; after it, a
+    failure is a StreamInterruptedError with the partial text."""
+    hit, key, plan = m._enter(prompt, use_cache, kwargs)
+    if hit:
+        yield key.text
+        return
+    if plan is None:
+        m._no_route()
+    walk = Walk(m, plan, kwargs)
+    try:
+        while (model := walk.next()) is not None:
+            limit = model.timeout if timeout is None else timeout
+            try:
+                it, first, usage = bounded(opened(m, model, prompt, kwargs, walk), limit)
+            except Exception as exc:
+                wait = walk.failed(exc)
+                if wait is not None:
+                    pause(m, wait)
+                continue
+            parts = [first] if first else []
+            try:
+                if first:
+                    walk.first_chunk()
+                    yield first
+                for item in it:
+                    chunk = chunk_of(item, model.name)
+                    if chunk is None:
+                        usage = item if isinstance(item, Usage) else usage
+                    elif chunk:
+                        parts.append(chunk)
+                        yield chunk
+            except Exception as exc:
+                raise walk.broken(exc, parts) from exc
+            finally:
+                close_quietly(it)
+            record = walk.succeeded(streamed("".join(parts), model.name, prompt, usage))
+            if key is not None:
+                m._store(key, record)
+            return
+        raise walk.exhausted()
+    except BaseException:
+        walk.abandon()
+        raise
+
+
+def opened(
+    m: LLMManager, model: Model, prompt: str, kw: dict[str, Any], walk: Walk
+) -> tuple[Iterator[Any], str, Usage | None]:
+    """Starts a stream and reads up to its first text chunk ("" if it ends without one,
+    which is the model's answer only if it said it ended normally)."""
+    it = items(model, prompt, kw)
+    if it is None:
+        out = call(m, model, prompt, kw, None, walk)
+        rec = record_of(out, prompt, model.name, m.allow_empty)
+        return nothing(), rec.text, usage_of(rec)
+    usage: Usage | None = None
+    try:
+        for item in it:
+            chunk = chunk_of(item, model.name)
+            if chunk is None:
+                usage = item
+            elif chunk:
+                return it, chunk, usage
+    except BaseException:
+        close_quietly(it)
+        raise
+    reason = None if usage is None else usage.finish_reason
+    if not m.allow_empty and reason not in MEANT_TO_END:
+        raise empty(model.name, "streamed", reason)
+    return it, "", usage

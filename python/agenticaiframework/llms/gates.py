@@ -1,0 +1,41 @@
+"""Admission gates: the seam where a policy may refuse an attempt before the breaker is
+asked for a permit (a per-model rate limit, a retry budget, a fleet-wide breaker).
+
+A refusal is data, as in Polly v8: ``admit`` returns a :class:`Rejected` (or None to
+admit), never raises. The walk (``walk.py``) asks each gate in order, then the breaker;
+a refused model is skipped like one whose breaker is open, and the refusal is one of the
+request's errors (:class:`AdmissionRejectedError`). Gates run on every attempt, so they
+stay synchronous and cheap: a gate that needs I/O keeps its state where a lookup is
+local (the native core, or a cache refreshed off the request path).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from .errors import AdmissionRejectedError
+
+if TYPE_CHECKING:
+    from .models import Model
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Why a gate refused, and when it expects to admit again (seconds, 0 if unknown)."""
+
+    reason: str
+    retry_after: float = 0.0
+
+    def error(self, model: str) -> AdmissionRejectedError:
+        return AdmissionRejectedError(model, self.reason, self.retry_after)
+
+
+class Gate(Protocol):
+    """Asked before each attempt on ``model`` (``retry``: not its first on this model in
+    this request)."""
+
+    def admit(self, model: Model, retry: bool) -> Rejected | None: ...
+
+
+__all__ = ["Gate", "Rejected"]

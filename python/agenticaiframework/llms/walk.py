@@ -1,0 +1,252 @@
+"""The route walk: every decision and every count of one request, and no I/O.
+
+A driver (``_drive_async.py``, and ``_drive_sync.py`` generated from it) calls or awaits
+the models, sleeps and pulls chunks; between those it asks the walk what to do and tells
+it what happened::
+
+    walk = Walk(manager, plan, kwargs)
+    while (model := walk.next()) is not None:     # admission gates, then the breaker
+        try:
+            out = call(model)                       # the driver's only job
+        except Exception as exc:
+            wait = walk.failed(exc)                 # None: next() moves on to the next model
+            if wait is not None:
+                sleep(wait)
+            continue
+        return walk.succeeded(record_of(out))
+    raise walk.exhausted()
+    # and on any BaseException: walk.abandon(); raise
+
+What is counted when (model counters are native, per model; request counters are the
+manager's; ``total_requests`` and the cache hit/miss are counted before any walk, by the
+native entry):
+
+==========================  ==================================  =========================
+event                       model (``get_model_info``)          request (``get_metrics``)
+==========================  ==================================  =========================
+``next()``: gate refuses    --                                  -- (an error is recorded)
+``next()``: breaker open    ``short_circuits`` +1               -- (an error is recorded)
+``next()``: permit          ``requests`` +1 (``retries`` +1     --
+                            on a retry)
+``failed(exc)``             ``failures`` +1, latency; breaker   --
+                            failure (may open it)
+``failed(WorkersBusy)``     ``cancelled`` +1, permit back       --
+``first_chunk()``           time to first chunk                 --
+``succeeded(record)``       ``successes`` +1, latency, tokens;  ``successful`` +1,
+                            breaker success                     tokens, retries, fallbacks
+``broken(exc, parts)``      ``failures`` +1 (after a chunk)     ``failed`` +1, ...
+``exhausted()``             --                                  ``failed`` +1, retries,
+                                                                fallbacks
+``abandon()``               ``cancelled`` +1 if an attempt      ``cancelled`` +1, ... (once;
+                            was open, permit back               nothing if already ended)
+==========================  ==================================  =========================
+
+``retries`` are attempts after a model's first; ``fallbacks`` the moves to a next model
+of the route (moving past the last one is not a fallback). Single-flight followers and
+requests answered by a twin are counted by the drivers (``coalesced`` +1 and their own
+outcome); they never walk.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import _secrets
+from .errors import (
+    AllModelsFailedError,
+    CircuitBreakerOpenError,
+    StreamInterruptedError,
+    describe,
+)
+from .retry import decide
+from .workers import WorkersBusyError
+
+if TYPE_CHECKING:
+    from .._native import Record
+    from .manager import LLMManager
+    from .models import Model
+
+logger = logging.getLogger("agenticaiframework.llms")
+
+Errors = list[tuple[str, BaseException]]
+
+
+class Walk:
+    """One request's walk along its route (the active model, then the fallback chain)."""
+
+    __slots__ = (
+        "attempt",
+        "attempts",
+        "errors",
+        "fallbacks",
+        "finished",
+        "i",
+        "kwargs",
+        "m",
+        "model",
+        "plan",
+        "retries",
+        "token",
+    )
+
+    def __init__(self, m: LLMManager, plan: tuple[Model, ...], kwargs: dict[str, Any]) -> None:
+        self.m = m
+        self.plan = plan
+        self.kwargs = kwargs
+        self.i = 0  # the model being tried
+        self.model = plan[0]
+        self.attempt = 0  # attempts made on the current model
+        self.token = 0  # the open attempt's permit token (0: none open)
+        self.errors: Errors = []
+        self.retries = self.fallbacks = self.attempts = 0
+        self.finished = False
+
+    @classmethod
+    def after_first(
+        cls, m: LLMManager, plan: tuple[Model, ...], kwargs: dict[str, Any], token: int
+    ) -> Walk:
+        """The walk of a request whose first attempt a driver already made inline (the
+        fast path): ``token`` is that attempt's (0: its breaker refused it)."""
+        walk = cls(m, plan, kwargs)
+        if token:
+            walk.token, walk.attempt, walk.attempts = token, 1, 1
+        else:
+            walk._short_circuit()
+        return walk
+
+    # ------------------------------------------------------------------ decisions
+
+    def next(self) -> Model | None:
+        """The model to call now, its permit taken; None when the route is exhausted."""
+        plan, gates = self.plan, self.m._gates
+        while self.i < len(plan):
+            model = self.model = plan[self.i]
+            retry = self.attempt > 0
+            refused = None
+            for gate in gates:
+                refused = gate.admit(model, retry)
+                if refused is not None:
+                    break
+            if refused is not None:
+                self.errors.append((model.name, refused.error(model.name)))
+                logger.debug("skipping %r: %s", model.name, refused.reason)
+                self._move_on()
+                continue
+            token = model.core.begin(retry)
+            if not token:
+                self._short_circuit()
+                continue
+            self.token = token
+            if retry:
+                self.retries += 1
+            self.attempt += 1
+            self.attempts += 1
+            return model
+        return None
+
+    def failed(self, exc: Exception) -> float | None:
+        """Books the failure of the open attempt; the wait before the same model is tried
+        again, or None: ``next()`` moves on to the next model."""
+        model, token = self.model, self.token
+        self.token = 0
+        self.errors.append((model.name, exc))
+        if isinstance(exc, WorkersBusyError):
+            # Never started: not the model's failure. Its permit goes back; next model.
+            model.core.cancel(token)
+            logger.warning("%s", str(exc))
+            self._move_on()
+            return None
+        opened = model.core.failure(token)
+        if self.kwargs:
+            # Secret kwargs may echo back in error text: scrub them there.
+            _secrets.remember_from(self.kwargs)
+        self._log_failure(exc, opened)
+        m = self.m
+        wait = decide(model, exc, self.attempt, m.max_retries, opened, m.backoff)
+        if wait is None:
+            self._move_on()
+        return wait
+
+    def restart(self) -> None:
+        """The open attempt really starts now (it waited for a worker)."""
+        self.token = self.model.core.restart(self.token)
+
+    def first_chunk(self) -> None:
+        self.model.core.first_chunk(self.token)
+
+    # ------------------------------------------------------------------ endings
+
+    def succeeded(self, record: Record) -> Record:
+        pt, ct = record.prompt_tokens, record.completion_tokens
+        self.model.core.success(self.token, pt, ct)
+        self.token = 0
+        self.finished = True
+        self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
+        return record
+
+    def broken(self, exc: Exception, parts: list[str]) -> StreamInterruptedError:
+        """A stream failed after its first chunk: no retry (the caller has seen text)."""
+        model = self.model
+        opened = model.core.failure(self.token)
+        self.token = 0
+        self._log_failure(exc, opened)
+        self.finished = True
+        self.m._mstats.record_failure(self.retries, self.fallbacks)
+        err = StreamInterruptedError(model.name, "".join(parts), exc)
+        logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
+        return err
+
+    def exhausted(self) -> AllModelsFailedError:
+        self.finished = True
+        self.m._mstats.record_failure(self.retries, self.fallbacks)
+        errors = self.errors
+        err = AllModelsFailedError(errors)
+        if errors:
+            err.__cause__ = errors[-1][1]
+        logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
+        return err
+
+    def abandon(self) -> None:
+        """A BaseException (cancellation, KeyboardInterrupt, an abandoned stream): the
+        open attempt's permit goes back, and the request is counted cancelled, once."""
+        if self.token:
+            self.model.core.cancel(self.token)
+            self.token = 0
+        if not self.finished:
+            self.finished = True
+            self.m._mstats.record_cancelled(self.retries, self.fallbacks)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _move_on(self) -> None:
+        self.i += 1
+        self.attempt = 0
+        if self.i < len(self.plan):
+            self.fallbacks += 1
+
+    def _short_circuit(self) -> None:
+        # ModelCore.begin() has counted the short-circuit.
+        model = self.model
+        err = CircuitBreakerOpenError(model.name, model.breaker.core.retry_after())
+        self.errors.append((model.name, err))
+        logger.debug("skipping %r: circuit breaker open", model.name)
+        self._move_on()
+
+    def _log_failure(self, exc: BaseException, opened: bool) -> None:
+        # A failed attempt is routine (it is retried or falls back): INFO, so the default
+        # WARNING level pays nothing for it. A breaker opening is worth a WARNING.
+        model = self.model
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "model %r failed attempt %d/%d: %s",
+                model.name,
+                self.attempt,
+                self.m.max_retries,
+                describe(exc),
+            )
+        if opened and logger.isEnabledFor(logging.WARNING):
+            logger.warning("circuit breaker for %r opened", model.name)
+
+
+__all__ = ["Walk"]
