@@ -1,7 +1,7 @@
 """Generates the sync drivers from the async ones, as httpcore does (its scripts/unasync.py).
 
-    python scripts/unasync.py           # writes python/agenticaiframework/llms/_drive_sync.py
-    python scripts/unasync.py --check   # exits 1 if the generated file is not current
+    python scripts/unasync.py           # writes the sync twins (FILES below)
+    python scripts/unasync.py --check   # exits 1 if a generated file is not current
 
 Why generate: the route walk's drivers must exist twice (a blocking call and an awaited
 one cannot share a function body in Python), and two hand-written copies drift. One text,
@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "python/agenticaiframework/llms/_drive_async.py"
-TARGET = ROOT / "python/agenticaiframework/llms/_drive_sync.py"
+LLMS = ROOT / "python/agenticaiframework/llms"
 
 NAMES = {
     "_io_async": "_io_sync",
@@ -36,15 +35,32 @@ NAMES = {
     "__aiter__": "__iter__",
     "__anext__": "__next__",
 }
-HEADER = (
-    "# Generated from _drive_async.py by scripts/unasync.py: do not edit; edit that file\n"
-    "# and run `make unasync` (`make lint` checks this file is current).\n"
-)
-_NAME = re.compile(r"\b(" + "|".join(re.escape(k) for k in NAMES) + r")\b")
+# (source, twin, its docstring, names of its own)
+FILES = [
+    (
+        LLMS / "_drive_async.py",
+        LLMS / "_drive_sync.py",
+        "The sync drivers: the twin of ``_drive_async.py``, generated from it.",
+        {},
+    ),
+    (
+        LLMS / "providers/_adapter_async.py",
+        LLMS / "providers/_adapter_sync.py",
+        "The sync adapter: the twin of ``_adapter_async.py``, generated from it.",
+        {"AsyncAdapter": "Adapter", "astream": "stream", "agather": "gather"},
+    ),
+]
+
+
+def _names(own: dict[str, str]) -> tuple[re.Pattern[str], dict[str, str]]:
+    names = {**NAMES, **own}
+    return re.compile(r"\b(" + "|".join(re.escape(k) for k in names) + r")\b"), names
+
+
 _SYNC_ONLY = re.compile(r"^(\s*)(.*?)\s*# sync-only: (.*?)(\s+# noqa: \w+)?$")
 
 
-def unasync_line(line: str) -> str | None:
+def unasync_line(line: str, names: tuple[re.Pattern[str], dict[str, str]]) -> str | None:
     if line.rstrip().endswith("# async-only"):
         return None
     m = _SYNC_ONLY.match(line)
@@ -52,34 +68,41 @@ def unasync_line(line: str) -> str | None:
         return m.group(1) + m.group(3)
     line = re.sub(r"\basync (def|for|with)\b", r"\1", line)
     line = re.sub(r"\bawait ", "", line)
-    return _NAME.sub(lambda n: NAMES[n.group(1)], line)
+    pattern, table = names
+    return pattern.sub(lambda n: table[n.group(1)], line)
 
 
-SYNC_DOC = '''"""The sync drivers: the twin of ``_drive_async.py``, generated from it."""'''
+HEADER = (
+    "# Generated from {source} by scripts/unasync.py: do not edit; edit that file\n"
+    "# and run `make unasync` (`make lint` checks this file is current).\n"
+)
 
 
-def generate() -> str:
-    source = SOURCE.read_text()
+def generate(source: Path, target: Path, doc: str, own: dict[str, str]) -> str:
+    text = source.read_text()
     # The module docstring describes the source; the twin gets its own, untransformed.
-    end = source.index('"""', 3) + 3
-    lines = source[end:].splitlines()
-    out = [SYNC_DOC] + [x for x in (unasync_line(line) for line in lines) if x is not None]
-    text = HEADER + "\n".join(out) + "\n"
+    end = text.index('"""', 3) + 3
+    names = _names(own)
+    out = [f'"""{doc}"""'] + [
+        x for x in (unasync_line(line, names) for line in text[end:].splitlines()) if x is not None
+    ]
+    body = HEADER.format(source=source.name) + "\n".join(out) + "\n"
     ruff = Path(sys.executable).with_name("ruff")
-    cmd = [str(ruff) if ruff.exists() else "ruff", "format", "--stdin-filename", str(TARGET), "-"]
-    done = subprocess.run(cmd, input=text, capture_output=True, text=True, check=True, cwd=ROOT)
+    cmd = [str(ruff) if ruff.exists() else "ruff", "format", "--stdin-filename", str(target), "-"]
+    done = subprocess.run(cmd, input=body, capture_output=True, text=True, check=True, cwd=ROOT)
     return done.stdout
 
 
 def main() -> int:
-    text = generate()
-    if "--check" in sys.argv[1:]:
-        if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET.relative_to(ROOT)} is stale: run `make unasync`", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(text)
-    return 0
+    stale = 0
+    for source, target, doc, own in FILES:
+        text = generate(source, target, doc, own)
+        if "--check" not in sys.argv[1:]:
+            target.write_text(text)
+        elif not target.exists() or target.read_text() != text:
+            print(f"{target.relative_to(ROOT)} is stale: run `make unasync`", file=sys.stderr)
+            stale += 1
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -330,7 +330,7 @@ def test_odd_but_usable_responses_are_served() -> None:
     class Text(str):
         pass
 
-    # An empty answer is not usable: tests/test_empty_answers.py (issue 12).
+    # An empty answer is not usable: tests/test_stream_endings.py (issue 12).
     cases: list[tuple[Any, str]] = [
         (Text("sub"), "sub"),
         (LLMResponse("r", prompt_tokens=-5, completion_tokens=-1), "r"),

@@ -14,21 +14,14 @@ from .workers import run_blocking
 if TYPE_CHECKING:
     from .manager import LLMManager
     from .models import Model
-    from .walk import Walk
 
 T = TypeVar("T")
 
 
-def call(
-    m: LLMManager,
-    model: Model,
-    prompt: str,
-    kwargs: dict[str, Any],
-    timeout: float | None,
-    walk: Walk | None,
-) -> Any:
+def call(m: LLMManager, model: Model, prompt: str, kwargs: dict[str, Any], *_: object) -> Any:
     """One attempt: a sync model is called here, an async one on this thread's loop
-    (where its metadata timeout holds: an async model can be interrupted)."""
+    (where its metadata timeout holds: an async model can be interrupted). The timeout and
+    walk the async twin takes have no use here."""
     if not model.is_async:
         return model.fn(prompt, kwargs)
     try:

@@ -12,7 +12,7 @@ from .._native import ManagerStats, ModelCore, ModelStats, Record
 from ._validate import check_count, check_seconds
 from .circuit_breaker import CircuitBreaker
 from .errors import InvalidResponseError
-from .response import MEANT_TO_END, GenerationResult, LLMResponse, Usage
+from .response import MEANT_TO_END, GenerationResult, LLMResponse, Usage, estimate_tokens
 from .workers import SyncPool
 
 InferenceFn: TypeAlias = Callable[[str, dict[str, Any]], Any]
@@ -22,10 +22,6 @@ MAX_WORKERS = 4096
 # (but numeric) count must not lose an answer the model already gave. A count that is not
 # a number at all (NaN, "many") makes the response invalid, like a text that is not str.
 MAX_TOKENS = (1 << 32) - 1  # Record keeps u32 counts
-
-# The base str length: a str subclass's own __len__ (user code, may raise) is never called
-# on the caller's prompt.
-_plen = str.__len__
 
 
 class Model:
@@ -125,7 +121,7 @@ def is_async_callable(fn: object) -> bool:
 def estimated(text: str, model: str, prompt: str) -> Record:
     """The record of an answer whose usage the model did not report: about four
     characters a token (the native ``ModelCore.answered`` makes the same estimate)."""
-    return Record(text, model, (_plen(prompt) + 3) >> 2, (_plen(text) + 3) >> 2, True)
+    return Record(text, model, estimate_tokens(prompt), estimate_tokens(text), True)
 
 
 def tokens(v: object, model: str) -> int:

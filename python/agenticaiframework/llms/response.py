@@ -79,5 +79,7 @@ class GenerationResult:
 
 
 def estimate_tokens(text: str) -> int:
-    """About four characters a token, as the providers' rules of thumb go."""
-    return (len(text) + 3) // 4
+    """About four characters a token, as the providers' rules of thumb go: the one
+    estimate the library makes (the native first-try path makes the same one). The base
+    str length: a str subclass's own ``__len__`` (user code) is never called."""
+    return (str.__len__(text) + 3) >> 2

@@ -7,7 +7,7 @@ import functools
 import importlib
 import inspect
 import os
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -189,19 +189,23 @@ def translate(exc: Exception, provider: str) -> Exception:
 
 
 class StreamEnd:
-    """How a provider's stream ended. Neither SDK complains when the last event is missing
-    (the connection closed after a few chunks, or a complete body left it out), so the
-    adapter checks: a stream without its final event is a cut one, never a whole answer."""
+    """One stream's reading state: the base of each provider's stream reader. Neither SDK
+    complains when the last event is missing (the connection closed after a few chunks, or
+    a complete body left it out), so the reader checks: a stream without its final event
+    is a cut one, never a whole answer."""
 
-    __slots__ = ("provider", "reason", "usage", "what")
+    what = "its final event"  # the event that should have come, for the error message
 
-    def __init__(self, provider: str, what: str) -> None:
+    def __init__(self, provider: str) -> None:
         self.provider = provider
-        self.what = what  # the event that should have come, for the error message
         self.reason: str | None = None  # the finish (stop) reason, once it came
         self.usage: tuple[int, int] | None = None
 
-    def usage_or_raise(self) -> Usage:
+    def feed(self, event: Any) -> Iterator[str]:
+        """The text of one SDK stream event; other facts are kept on ``self``."""
+        raise NotImplementedError
+
+    def end(self) -> Usage:
         """The stream's last item: the usage (estimated if the provider sent none) and the
         finish reason; a ProviderConnectionError if the stream never said it finished."""
         if self.reason is None:
@@ -214,7 +218,38 @@ class StreamEnd:
         return Usage(*self.usage, finish_reason=self.reason)
 
 
-def _response(parts: list[str], usage: Usage | None) -> LLMResponse:
+class Wire:
+    """A provider's wire format as pure functions: the request to send, the answer and the
+    stream events it sends back. No I/O: ``_adapter_async.py`` (and its generated sync
+    twin) does the calls, for every provider alike."""
+
+    provider = ""
+
+    def __init__(self, model: str, base_url: str | None) -> None:
+        if not isinstance(model, str) or not model:
+            raise TypeError("model must be a non-empty str")
+        self.model = model
+        self.base_url = base_url
+
+    def create(self, client: Any) -> Any:
+        """The SDK method that makes the request."""
+        raise NotImplementedError
+
+    def request(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def streaming(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def answer(self, r: Any) -> LLMResponse:
+        raise NotImplementedError
+
+    def reader(self) -> StreamEnd:
+        raise NotImplementedError
+
+
+def response_of(parts: list[str], usage: Usage | None) -> LLMResponse:
+    """A whole stream as one response."""
     if usage is None or usage.estimated:
         return LLMResponse("".join(parts), finish_reason=getattr(usage, "finish_reason", None))
     return LLMResponse(
@@ -223,26 +258,3 @@ def _response(parts: list[str], usage: Usage | None) -> LLMResponse:
         completion_tokens=usage.completion_tokens,
         finish_reason=usage.finish_reason,
     )
-
-
-def gather(items: Iterable[str | Usage]) -> LLMResponse:
-    """A whole stream as one response (``generate()`` with ``stream=True``)."""
-    parts: list[str] = []
-    usage: Usage | None = None
-    for item in items:
-        if isinstance(item, Usage):
-            usage = item
-        else:
-            parts.append(item)
-    return _response(parts, usage)
-
-
-async def agather(items: AsyncIterable[str | Usage]) -> LLMResponse:
-    parts: list[str] = []
-    usage: Usage | None = None
-    async for item in items:
-        if isinstance(item, Usage):
-            usage = item
-        else:
-            parts.append(item)
-    return _response(parts, usage)

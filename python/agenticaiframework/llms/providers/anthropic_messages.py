@@ -6,26 +6,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .._io_async import close_quietly as aclose_quietly
-from .._io_sync import close_quietly
-from ..response import LLMResponse, Usage
-from ._common import (
-    StreamEnd,
-    agather,
-    api_key,
-    call_create,
-    gather,
-    require,
-    translate,
-)
+from ..response import LLMResponse
+from ._adapter_async import AsyncAdapter
+from ._adapter_sync import Adapter
+from ._common import StreamEnd, Wire, api_key, require
 
 PROVIDER = "anthropic"
 
 
-class _Base:
+class AnthropicWire(Wire):
+    """Messages: the request, the answer, the stream's events."""
+
+    provider = PROVIDER
+
     def __init__(
         self,
         model: str,
@@ -35,17 +31,17 @@ class _Base:
         default_params: Mapping[str, Any] | None,
         base_url: str | None,
     ) -> None:
-        if not isinstance(model, str) or not model:
-            raise TypeError("model must be a non-empty str")
+        super().__init__(model, base_url)
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens must be an int >= 1, got {max_tokens!r}")
-        self.model = model
         self.max_tokens = max_tokens
         self.system_prompt = system_prompt
         self.default_params = dict(default_params or {})
-        self.base_url = base_url
 
-    def _request(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def create(self, client: Any) -> Any:
+        return client.messages.create
+
+    def request(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         params = {"max_tokens": self.max_tokens, **self.default_params, **kwargs}
         messages = params.pop("messages", None) or [{"role": "user", "content": prompt}]
         if self.system_prompt is not None:
@@ -53,8 +49,10 @@ class _Base:
         params.pop("model", None)
         return {"model": self.model, "messages": messages, **params}
 
-    @staticmethod
-    def _answer(r: Any) -> LLMResponse:
+    def streaming(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self.request(prompt, kwargs), "stream": True}
+
+    def answer(self, r: Any) -> LLMResponse:
         text = "".join(
             getattr(block, "text", "") or ""
             for block in (getattr(r, "content", None) or ())
@@ -69,113 +67,45 @@ class _Base:
             finish_reason=getattr(r, "stop_reason", None),
         )
 
-    @staticmethod
-    def _pieces(event: Any, seen: list[Any], end: StreamEnd) -> Iterator[str]:
-        """Text deltas. ``seen`` keeps the input tokens (from the message's start), the
-        output tokens and the stop reason (from its last delta); only ``message_stop``
-        says the message is whole, and records them in ``end``."""
+    def reader(self) -> StreamEnd:
+        return _Events(PROVIDER)
+
+
+class _Events(StreamEnd):
+    """A messages stream: input tokens at its start, output tokens and the stop reason
+    with its last delta; only ``message_stop`` says the message is whole."""
+
+    what = "message_stop"
+
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self.input_tokens = self.output_tokens = 0
+        self.stop: str | None = None
+
+    def feed(self, event: Any) -> Iterator[str]:
         kind = getattr(event, "type", None)
         if kind == "message_start":
             usage = getattr(getattr(event, "message", None), "usage", None)
-            seen[0] = getattr(usage, "input_tokens", 0) or 0
+            self.input_tokens = getattr(usage, "input_tokens", 0) or 0
         elif kind == "content_block_delta":
             text = getattr(getattr(event, "delta", None), "text", None)
             if text:
                 yield text
         elif kind == "message_delta":
             usage = getattr(event, "usage", None)
-            seen[1] = getattr(usage, "output_tokens", 0) or 0
-            seen[2] = getattr(getattr(event, "delta", None), "stop_reason", None)
+            self.output_tokens = getattr(usage, "output_tokens", 0) or 0
+            self.stop = getattr(getattr(event, "delta", None), "stop_reason", None)
         elif kind == "message_stop":
-            end.reason = str(seen[2] or "end_turn")
-            end.usage = (seen[0], seen[1])
-
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return f"{type(self).__name__}(model={self.model!r}{where})"
+            self.reason = str(self.stop or "end_turn")
+            self.usage = (self.input_tokens, self.output_tokens)
 
 
-class AnthropicMessages(_Base):
+class AnthropicMessages(Adapter):
     """A sync inference function (with ``stream``) over ``client.messages``."""
 
-    def __init__(self, model: str, *, client: Any, **kw: Any) -> None:
-        super().__init__(model, **kw)
-        self._client = client
 
-    def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
-        if kwargs.get("stream"):
-            # Asked for a streaming call: read the whole stream, with its ending checked.
-            return gather(self.stream(prompt, kwargs))
-        try:
-            r = call_create(self._client.messages.create, self._request(prompt, kwargs))
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            return self._answer(r)
-        raise err  # outside the handler: no __context__ holding the SDK's request
-
-    def stream(self, prompt: str, kwargs: Mapping[str, Any]) -> Iterator[str | Usage]:
-        """Text deltas as they arrive, then a :class:`Usage` (with the stop reason) at
-        ``message_stop``. A stream that ends without ``message_stop`` was cut:
-        :class:`ProviderConnectionError`. Closing the iterator early closes the HTTP
-        response."""
-        seen: list[Any] = [0, 0, None]
-        end = StreamEnd(PROVIDER, "message_stop")
-        events = None
-        try:
-            events = call_create(
-                self._client.messages.create, {**self._request(prompt, kwargs), "stream": True}
-            )
-            for event in events:
-                yield from self._pieces(event, seen, end)
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            yield end.usage_or_raise()
-            return
-        finally:
-            close_quietly(events)
-        raise err
-
-
-class AsyncAnthropicMessages(_Base):
+class AsyncAnthropicMessages(AsyncAdapter):
     """The async twin (``async def __call__`` and ``astream``)."""
-
-    def __init__(self, model: str, *, client: Any, **kw: Any) -> None:
-        super().__init__(model, **kw)
-        self._client = client
-
-    async def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
-        if kwargs.get("stream"):
-            return await agather(self.astream(prompt, kwargs))
-        try:
-            r = await call_create(self._client.messages.create, self._request(prompt, kwargs))
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            return self._answer(r)
-        raise err  # outside the handler: no __context__ holding the SDK's request
-
-    async def astream(self, prompt: str, kwargs: Mapping[str, Any]) -> AsyncIterator[str | Usage]:
-        """The async twin of :meth:`AnthropicMessages.stream`."""
-        seen: list[Any] = [0, 0, None]
-        end = StreamEnd(PROVIDER, "message_stop")
-        events = None
-        try:
-            events = await call_create(
-                self._client.messages.create, {**self._request(prompt, kwargs), "stream": True}
-            )
-            async for event in events:
-                for piece in self._pieces(event, seen, end):
-                    yield piece
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            yield end.usage_or_raise()
-            return
-        finally:
-            await aclose_quietly(events)
-        raise err
 
 
 def anthropic_messages(
@@ -205,15 +135,14 @@ def anthropic_messages(
             timeout=timeout,
             max_retries=0,
         )
-    kw: dict[str, Any] = {
-        "max_tokens": max_tokens,
-        "system_prompt": system_prompt,
-        "default_params": default_params,
-        "base_url": base_url,
-    }
-    if asynchronous:
-        return AsyncAnthropicMessages(model, client=client, **kw)
-    return AnthropicMessages(model, client=client, **kw)
+    wire = AnthropicWire(
+        model,
+        max_tokens=max_tokens,
+        system_prompt=system_prompt,
+        default_params=default_params,
+        base_url=base_url,
+    )
+    return (AsyncAnthropicMessages if asynchronous else AnthropicMessages)(wire, client)
 
 
 def api_key_of(given: str | None, base_url: str | None) -> str:

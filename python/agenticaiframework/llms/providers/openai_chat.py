@@ -7,27 +7,21 @@ and vLLM, Ollama, llama.cpp server, LM Studio and others through ``base_url``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .._io_async import close_quietly as aclose_quietly
-from .._io_sync import close_quietly
-from ..response import LLMResponse, Usage
-from ._common import (
-    StreamEnd,
-    agather,
-    api_key,
-    call_create,
-    gather,
-    require,
-    translate,
-)
+from ..response import LLMResponse
+from ._adapter_async import AsyncAdapter
+from ._adapter_sync import Adapter
+from ._common import StreamEnd, Wire, api_key, require
 
 PROVIDER = "openai"
 
 
-class _Base:
-    """Settings and request building shared by the sync and async adapters."""
+class OpenAIWire(Wire):
+    """Chat completions: the request, the answer, the stream's chunks."""
+
+    provider = PROVIDER
 
     def __init__(
         self,
@@ -38,15 +32,15 @@ class _Base:
         stream_usage: bool,
         base_url: str | None,
     ) -> None:
-        if not isinstance(model, str) or not model:
-            raise TypeError("model must be a non-empty str")
-        self.model = model
+        super().__init__(model, base_url)
         self.system_prompt = system_prompt
         self.default_params = dict(default_params or {})
         self.stream_usage = stream_usage
-        self.base_url = base_url
 
-    def _request(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    def create(self, client: Any) -> Any:
+        return client.chat.completions.create
+
+    def request(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         params = {**self.default_params, **kwargs}
         messages = params.pop("messages", None)
         if messages is None:
@@ -56,14 +50,13 @@ class _Base:
         params.pop("model", None)
         return {"model": self.model, "messages": messages, **params}
 
-    def _streaming(self, req: dict[str, Any]) -> dict[str, Any]:
-        req = {**req, "stream": True}
+    def streaming(self, prompt: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        req = {**self.request(prompt, kwargs), "stream": True}
         if self.stream_usage:
             req.setdefault("stream_options", {"include_usage": True})
         return req
 
-    @staticmethod
-    def _answer(r: Any) -> LLMResponse:
+    def answer(self, r: Any) -> LLMResponse:
         choice = r.choices[0] if r.choices else None
         text = (choice.message.content if choice is not None else None) or ""
         usage = getattr(r, "usage", None)
@@ -75,107 +68,35 @@ class _Base:
             finish_reason=getattr(choice, "finish_reason", None),
         )
 
-    @staticmethod
-    def _pieces(chunk: Any, end: StreamEnd) -> Iterator[str]:
-        """A chunk's text; its finish reason and usage are kept in ``end``."""
+    def reader(self) -> StreamEnd:
+        return _Chunks(PROVIDER)
+
+
+class _Chunks(StreamEnd):
+    """A chat-completions stream is whole once a chunk carries a ``finish_reason``; the
+    usage chunk (when asked for) comes after it."""
+
+    what = "a chunk with a finish_reason"
+
+    def feed(self, chunk: Any) -> Iterator[str]:
         for choice in getattr(chunk, "choices", None) or ():
             reason = getattr(choice, "finish_reason", None)
             if reason:
-                end.reason = str(reason)
-            delta = getattr(choice, "delta", None)
-            content = getattr(delta, "content", None)
+                self.reason = str(reason)
+            content = getattr(getattr(choice, "delta", None), "content", None)
             if content:
                 yield content
         usage = getattr(chunk, "usage", None)
         if usage is not None:
-            end.usage = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
-
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return f"{type(self).__name__}(model={self.model!r}{where})"
+            self.usage = (usage.prompt_tokens or 0, usage.completion_tokens or 0)
 
 
-class OpenAIChat(_Base):
+class OpenAIChat(Adapter):
     """A sync inference function (with ``stream``) over ``client.chat.completions``."""
 
-    def __init__(self, model: str, *, client: Any, **kw: Any) -> None:
-        super().__init__(model, **kw)
-        self._client = client
 
-    def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
-        if kwargs.get("stream"):
-            # Asked for a streaming call: read the whole stream, with its ending checked.
-            return gather(self.stream(prompt, kwargs))
-        try:
-            r = call_create(self._client.chat.completions.create, self._request(prompt, kwargs))
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            return self._answer(r)
-        raise err  # outside the handler: no __context__ holding the SDK's request
-
-    def stream(self, prompt: str, kwargs: Mapping[str, Any]) -> Iterator[str | Usage]:
-        """Text chunks as they arrive, then a :class:`Usage` with the finish reason (and
-        the token counts when the server reports them). A stream that ends without a
-        chunk carrying a ``finish_reason`` was cut: :class:`ProviderConnectionError`.
-        Closing the iterator early closes the HTTP response."""
-        chunks = None
-        end = StreamEnd(PROVIDER, "a chunk with a finish_reason")
-        try:
-            chunks = call_create(
-                self._client.chat.completions.create, self._streaming(self._request(prompt, kwargs))
-            )
-            for chunk in chunks:
-                yield from self._pieces(chunk, end)
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            yield end.usage_or_raise()
-            return
-        finally:
-            close_quietly(chunks)
-        raise err
-
-
-class AsyncOpenAIChat(_Base):
+class AsyncOpenAIChat(AsyncAdapter):
     """The async twin (``async def __call__`` and ``astream``)."""
-
-    def __init__(self, model: str, *, client: Any, **kw: Any) -> None:
-        super().__init__(model, **kw)
-        self._client = client
-
-    async def __call__(self, prompt: str, kwargs: Mapping[str, Any]) -> LLMResponse:
-        if kwargs.get("stream"):
-            return await agather(self.astream(prompt, kwargs))
-        try:
-            r = await call_create(
-                self._client.chat.completions.create, self._request(prompt, kwargs)
-            )
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            return self._answer(r)
-        raise err  # outside the handler: no __context__ holding the SDK's request
-
-    async def astream(self, prompt: str, kwargs: Mapping[str, Any]) -> AsyncIterator[str | Usage]:
-        """The async twin of :meth:`OpenAIChat.stream`."""
-        chunks = None
-        end = StreamEnd(PROVIDER, "a chunk with a finish_reason")
-        try:
-            chunks = await call_create(
-                self._client.chat.completions.create, self._streaming(self._request(prompt, kwargs))
-            )
-            async for chunk in chunks:
-                for piece in self._pieces(chunk, end):
-                    yield piece
-        except Exception as exc:
-            err = translate(exc, PROVIDER)
-        else:
-            yield end.usage_or_raise()
-            return
-        finally:
-            await aclose_quietly(chunks)
-        raise err
 
 
 def openai_chat(
@@ -211,15 +132,14 @@ def openai_chat(
             organization=organization,
             max_retries=0,
         )
-    kw: dict[str, Any] = {
-        "system_prompt": system_prompt,
-        "default_params": default_params,
-        "stream_usage": stream_usage,
-        "base_url": base_url,
-    }
-    if asynchronous:
-        return AsyncOpenAIChat(model, client=client, **kw)
-    return OpenAIChat(model, client=client, **kw)
+    wire = OpenAIWire(
+        model,
+        system_prompt=system_prompt,
+        default_params=default_params,
+        stream_usage=stream_usage,
+        base_url=base_url,
+    )
+    return (AsyncOpenAIChat if asynchronous else OpenAIChat)(wire, client)
 
 
 def api_key_of(given: str | None, base_url: str | None) -> str:
