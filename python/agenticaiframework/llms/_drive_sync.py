@@ -53,14 +53,16 @@ def generate_slow(
     try:
         token = model.core.begin(False)
         if not token:
-            record = resumed(self, prompt, kw, plan, 0, None)
+            # Its breaker refused the first attempt: the walk books that and goes on.
+            record = run(self, Walk(self, plan, kw, 0), prompt, None)
         else:
             try:
                 out = model.fn(prompt, kw)
                 if type(out) is not str or not out:
                     record = record_of(out, prompt, model.name, self.allow_empty)
             except Exception as exc:
-                record = resumed(self, prompt, kw, plan, token, exc)
+                # Handed over with its attempt booked: nothing is re-raised.
+                record = run(self, Walk(self, plan, kw, token), prompt, None, exc)
             except BaseException:
                 model.core.cancel(token)
                 self._mstats.record_cancelled(0, 0)
@@ -173,19 +175,6 @@ def walked(
     if key is not None:
         m._store(key, record)
     return record, walk.attempts, walk.errors
-
-
-def resumed(
-    m: LLMManager,
-    prompt: str,
-    kw: dict[str, Any],
-    plan: tuple[Model, ...],
-    token: int,
-    exc: Exception | None,
-) -> Record:
-    """The walk of a request whose first attempt was made inline (``token``, 0 if its
-    breaker refused) and failed with ``exc``."""
-    return run(m, Walk.after_first(m, plan, kw, token), prompt, None, exc)
 
 
 def run(

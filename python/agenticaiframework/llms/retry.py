@@ -73,7 +73,7 @@ def decide(
             retry = True
     if not retry:
         return None
-    if model.breaker.core.state != "closed":
+    if model.core.breaker.state != "closed":
         # Opened by a concurrent caller: the next permit would be refused, go on now.
         return None
     delay = backoff.delay(attempt)

@@ -90,30 +90,26 @@ class Walk:
         "token",
     )
 
-    def __init__(self, m: LLMManager, plan: tuple[Model, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self, m: LLMManager, plan: tuple[Model, ...], kwargs: dict[str, Any], first: int = -1
+    ) -> None:
+        """``first``: the token of the first attempt when a driver already made it inline
+        (the fast path), 0 if its breaker refused it, -1 (default) if it was not made."""
         self.m = m
         self.plan = plan
         self.kwargs = kwargs
         self.i = 0  # the model being tried
         self.model = plan[0]
-        self.attempt = 0  # attempts made on the current model
-        self.token = 0  # the open attempt's permit token (0: none open)
         self.errors: Errors = []
-        self.retries = self.fallbacks = self.attempts = 0
+        self.retries = self.fallbacks = 0
         self.finished = False
-
-    @classmethod
-    def after_first(
-        cls, m: LLMManager, plan: tuple[Model, ...], kwargs: dict[str, Any], token: int
-    ) -> Walk:
-        """The walk of a request whose first attempt a driver already made inline (the
-        fast path): ``token`` is that attempt's (0: its breaker refused it)."""
-        walk = cls(m, plan, kwargs)
-        if token:
-            walk.token, walk.attempt, walk.attempts = token, 1, 1
-        else:
-            walk._short_circuit()
-        return walk
+        if first > 0:
+            self.token, self.attempt, self.attempts = first, 1, 1
+            return
+        self.token = 0  # the open attempt's permit token (0: none open)
+        self.attempt = self.attempts = 0  # attempts on the current model; in all
+        if first == 0:
+            self._short_circuit()
 
     # ------------------------------------------------------------------ decisions
 
@@ -228,10 +224,13 @@ class Walk:
     def _short_circuit(self) -> None:
         # ModelCore.begin() has counted the short-circuit.
         model = self.model
-        err = CircuitBreakerOpenError(model.name, model.breaker.core.retry_after())
+        err = CircuitBreakerOpenError(model.name, model.core.breaker.retry_after())
         self.errors.append((model.name, err))
         logger.debug("skipping %r: circuit breaker open", model.name)
-        self._move_on()
+        self.i += 1  # _move_on(), inline: the open-breaker skip is a hot failure path
+        self.attempt = 0
+        if self.i < len(self.plan):
+            self.fallbacks += 1
 
     def _log_failure(self, exc: BaseException, opened: bool) -> None:
         # A failed attempt is routine (it is retried or falls back): INFO, so the default
