@@ -6,9 +6,10 @@
 //! model each hold their own token: nothing per-attempt is stored here.
 
 use crate::breaker::Permit;
-use crate::py_breaker::{permit_from_int, BreakerCore};
+use crate::py_breaker::BreakerCore;
 use crate::py_metrics::{count, ManagerStats, ModelStats};
 use crate::py_record::{code_points, Record};
+use crate::token::{self, TokenError};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
@@ -24,17 +25,24 @@ fn now_ns() -> u64 {
     u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX >> 2)
 }
 
-/// Token layout: low 2 bits the permit (1 normal, 2 trial), the rest the start time in ns.
+/// A token from Python back to its permit and start time (layout in `token`), with the
+/// errors Python has always seen.
 fn split(token: i64) -> PyResult<(Permit, u64)> {
-    let t = u64::try_from(token)
-        .map_err(|_| PyValueError::new_err("token must come from ModelCore.begin()"))?;
-    let permit = permit_from_int((t & 3) as u8)?;
-    if permit == Permit::Rejected {
-        return Err(PyValueError::new_err(
-            "a rejected attempt (token 0) has no outcome to report",
-        ));
-    }
-    Ok((permit, t >> 2))
+    token::decode(token).map_err(|e| match e {
+        TokenError::Negative => PyValueError::new_err("token must come from ModelCore.begin()"),
+        TokenError::Rejected => {
+            PyValueError::new_err("a rejected attempt (token 0) has no outcome to report")
+        }
+        TokenError::BadPermit(p) => PyValueError::new_err(format!(
+            "permit must be 0, 1 or 2 (as returned by acquire()), got {p}"
+        )),
+    })
+}
+
+/// Nanoseconds since `start` (a decoded token's start time).
+#[inline]
+fn since(start: u64) -> u64 {
+    token::elapsed_ns(start, now_ns())
 }
 
 #[pyclass(frozen, module = "agenticaiframework._native")]
@@ -91,7 +99,7 @@ impl ModelCore {
         );
         self.stats
             .get()
-            .success(now_ns().saturating_sub(start), u64::from(p), u64::from(q));
+            .success(since(start), u64::from(p), u64::from(q));
         self.breaker.get().core().on_success(permit);
         manager.get().first_try_success(u64::from(p) + u64::from(q));
         Ok(Record::build(text.unbind(), name.clone_ref(py), p, q, true))
@@ -108,17 +116,14 @@ impl ModelCore {
             return Ok(0);
         }
         stats.attempt(retry);
-        let p: u64 = if permit == Permit::Trial { 2 } else { 1 };
-        // 2^61 ns is 73 years of process uptime: the token always fits an i64.
-        Ok((((now_ns() & ((1 << 61) - 1)) << 2) | p) as i64)
+        Ok(token::encode(permit, now_ns()))
     }
 
     /// The attempt `token` really starts now (it waited for a worker first): the same
     /// permit, a new start time, so the wait is not the model's latency.
     fn restart(&self, token: i64) -> PyResult<i64> {
         let (permit, _) = split(token)?;
-        let p: u64 = if permit == Permit::Trial { 2 } else { 1 };
-        Ok((((now_ns() & ((1 << 61) - 1)) << 2) | p) as i64)
+        Ok(token::encode(permit, now_ns()))
     }
 
     /// Reports success of the attempt `token`, with its token usage.
@@ -129,9 +134,7 @@ impl ModelCore {
             count(prompt_tokens, "prompt_tokens")?,
             count(completion_tokens, "completion_tokens")?,
         );
-        self.stats
-            .get()
-            .success(now_ns().saturating_sub(start), p, q);
+        self.stats.get().success(since(start), p, q);
         self.breaker.get().core().on_success(permit);
         Ok(())
     }
@@ -139,14 +142,14 @@ impl ModelCore {
     /// The streamed attempt `token` produced its first chunk: records time-to-first-chunk.
     fn first_chunk(&self, token: i64) -> PyResult<()> {
         let (_, start) = split(token)?;
-        self.stats.get().ttfc.record(now_ns().saturating_sub(start));
+        self.stats.get().ttfc.record(since(start));
         Ok(())
     }
 
     /// Reports failure of the attempt `token`; true when it opened the breaker.
     fn failure(&self, py: Python<'_>, token: i64) -> PyResult<bool> {
         let (permit, start) = split(token)?;
-        self.stats.get().failure(now_ns().saturating_sub(start));
+        self.stats.get().failure(since(start));
         self.breaker.get().failure_native(py, permit)
     }
 
