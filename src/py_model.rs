@@ -6,6 +6,7 @@
 //! model each hold their own token: nothing per-attempt is stored here.
 
 use crate::breaker::Permit;
+use crate::clock::now_ns;
 use crate::py_breaker::BreakerCore;
 use crate::py_metrics::{count, ManagerStats, ModelStats};
 use crate::py_record::{code_points, Record};
@@ -13,17 +14,6 @@ use crate::token::{self, TokenError};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use std::sync::OnceLock;
-use std::time::Instant;
-
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
-}
-
-fn now_ns() -> u64 {
-    u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX >> 2)
-}
 
 /// A token from Python back to its permit and start time (layout in `token`), with the
 /// errors Python has always seen.
