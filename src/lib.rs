@@ -13,6 +13,8 @@ pub mod metrics;
 pub mod token;
 
 #[cfg(feature = "python")]
+mod py_admission;
+#[cfg(feature = "python")]
 mod py_breaker;
 #[cfg(feature = "python")]
 mod py_cache;

@@ -7,6 +7,7 @@
 
 use crate::breaker::Permit;
 use crate::clock::now_ns;
+use crate::py_admission::{Admission, BreakerKind};
 use crate::py_breaker::BreakerCore;
 use crate::py_metrics::{count, ManagerStats, ModelStats};
 use crate::py_record::{code_points, Record};
@@ -37,7 +38,9 @@ fn since(start: u64) -> u64 {
 
 #[pyclass(frozen, module = "agenticaiframework._native")]
 pub struct ModelCore {
-    breaker: Py<BreakerCore>,
+    /// Reached only through `Admission` (see py_admission.rs), so another kind of breaker
+    /// can stand in without a change here.
+    breaker: BreakerKind,
     stats: Py<ModelStats>,
     /// For `answered`: the model's name (records carry it) and its manager's counters.
     name: Option<Py<PyString>>,
@@ -60,7 +63,7 @@ impl ModelCore {
         manager: Option<Py<ManagerStats>>,
     ) -> Self {
         ModelCore {
-            breaker,
+            breaker: BreakerKind::Local(breaker),
             stats,
             name,
             manager,
@@ -90,7 +93,7 @@ impl ModelCore {
         self.stats
             .get()
             .success(since(start), u64::from(p), u64::from(q));
-        self.breaker.get().core().on_success(permit);
+        self.breaker.on_success(py, permit)?;
         manager.get().first_try_success(u64::from(p) + u64::from(q));
         Ok(Record::build(text.unbind(), name.clone_ref(py), p, q, true))
     }
@@ -99,7 +102,7 @@ impl ModelCore {
     /// else a token for `success`/`failure`/`cancel`.
     #[pyo3(signature = (retry=false))]
     fn begin(&self, py: Python<'_>, retry: bool) -> PyResult<i64> {
-        let permit = self.breaker.get().acquire_native(py)?;
+        let permit = self.breaker.acquire(py)?;
         let stats = self.stats.get();
         if permit == Permit::Rejected {
             stats.c.finish(crate::py_metrics::c::SHORT_CIRCUITS, 1);
@@ -118,15 +121,20 @@ impl ModelCore {
 
     /// Reports success of the attempt `token`, with its token usage.
     #[pyo3(signature = (token, prompt_tokens=0, completion_tokens=0))]
-    fn success(&self, token: i64, prompt_tokens: i64, completion_tokens: i64) -> PyResult<()> {
+    fn success(
+        &self,
+        py: Python<'_>,
+        token: i64,
+        prompt_tokens: i64,
+        completion_tokens: i64,
+    ) -> PyResult<()> {
         let (permit, start) = split(token)?;
         let (p, q) = (
             count(prompt_tokens, "prompt_tokens")?,
             count(completion_tokens, "completion_tokens")?,
         );
         self.stats.get().success(since(start), p, q);
-        self.breaker.get().core().on_success(permit);
-        Ok(())
+        self.breaker.on_success(py, permit)
     }
 
     /// The streamed attempt `token` produced its first chunk: records time-to-first-chunk.
@@ -140,23 +148,25 @@ impl ModelCore {
     fn failure(&self, py: Python<'_>, token: i64) -> PyResult<bool> {
         let (permit, start) = split(token)?;
         self.stats.get().failure(since(start));
-        self.breaker.get().failure_native(py, permit)
+        self.breaker.on_failure(py, permit)
     }
 
     /// The attempt ended without an outcome (a BaseException): the permit is returned.
-    fn cancel(&self, token: i64) -> PyResult<()> {
+    fn cancel(&self, py: Python<'_>, token: i64) -> PyResult<()> {
         let (permit, _) = split(token)?;
         self.stats
             .get()
             .c
             .finish(crate::py_metrics::c::CANCELLED, 1);
-        self.breaker.get().core().release(permit);
-        Ok(())
+        self.breaker.release(py, permit)
     }
 
     #[getter]
     fn breaker(&self, py: Python<'_>) -> Py<BreakerCore> {
-        self.breaker.clone_ref(py)
+        // A match, not a `let`: a new kind of breaker must decide what Python sees here.
+        match &self.breaker {
+            BreakerKind::Local(b) => b.clone_ref(py),
+        }
     }
 
     #[getter]
