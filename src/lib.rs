@@ -1,14 +1,19 @@
 //! Native hot-path state for `agenticaiframework.llms`.
 //!
-//! The pure-Rust core (`key`, `lru`, `breaker`, `metrics`) knows nothing of Python and is
-//! tested with `cargo test --no-default-features`; the `py_*` modules are its PyO3 face.
+//! The pure-Rust core (`key`, `lru`, `breaker`, `clock`, `metrics`, `token`) knows
+//! nothing of Python and is tested with `cargo test --no-default-features`; the `py_*`
+//! modules are its PyO3 face.
 //! This file only registers the module.
 
 pub mod breaker;
+pub mod clock;
 pub mod key;
 pub mod lru;
 pub mod metrics;
+pub mod token;
 
+#[cfg(feature = "python")]
+mod py_admission;
 #[cfg(feature = "python")]
 mod py_breaker;
 #[cfg(feature = "python")]

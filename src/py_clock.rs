@@ -1,19 +1,13 @@
 //! Time for TTLs and breakers: the native monotonic clock, or a Python callable the caller
-//! supplies (tests pass a fake one, so no test waits for real).
+//! supplies (tests pass a fake one, so no test waits for real). The native one counts from
+//! `clock::origin`, like attempt tokens.
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 pub enum Clock {
     Native,
     Py(Py<PyAny>),
-}
-
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
 }
 
 impl Clock {
@@ -33,7 +27,7 @@ impl Clock {
     /// non-finite value gives a clear error instead of a corrupt state.
     pub fn now(&self, py: Python<'_>) -> PyResult<f64> {
         match self {
-            Clock::Native => Ok(origin().elapsed().as_secs_f64()),
+            Clock::Native => Ok(crate::clock::now_secs()),
             Clock::Py(f) => {
                 let v: f64 =
                     f.bind(py).call0()?.extract().map_err(|_| {

@@ -113,12 +113,6 @@ impl ManagerStats {
         self.c.finish(m::TOKENS, tokens);
         self.c.finish(m::SUCCESSES, 1);
     }
-
-    pub fn hit(&self) {
-        self.c.start(m::REQUESTS, 1);
-        self.c.finish(m::HITS, 1);
-        self.c.finish(m::SUCCESSES, 1);
-    }
 }
 
 #[pymethods]
@@ -133,15 +127,6 @@ impl ManagerStats {
         self.c.start(m::REQUESTS, 1);
     }
 
-    /// A request was answered from the cache (counts the request, the hit and the success).
-    fn record_hit(&self) {
-        self.hit();
-    }
-
-    fn record_miss(&self) {
-        self.c.finish(m::MISSES, 1);
-    }
-
     #[pyo3(signature = (tokens=0, retries=0, fallbacks=0))]
     fn record_success(&self, tokens: i64, retries: i64, fallbacks: i64) -> PyResult<()> {
         self.work(tokens, retries, fallbacks)?;
@@ -154,13 +139,6 @@ impl ManagerStats {
         self.work(0, retries, fallbacks)?;
         self.c.finish(m::FAILURES, 1);
         Ok(())
-    }
-
-    /// Work done upstream on behalf of a shared (single-flight) call: counted once, by
-    /// the work, while each waiting request records only its own outcome.
-    #[pyo3(signature = (tokens=0, retries=0, fallbacks=0))]
-    fn record_work(&self, tokens: i64, retries: i64, fallbacks: i64) -> PyResult<()> {
-        self.work(tokens, retries, fallbacks)
     }
 
     /// A request that waited for an identical in-flight request instead of calling.
@@ -266,12 +244,6 @@ impl ModelStats {
     /// The model was skipped because its breaker was open.
     fn record_short_circuit(&self) {
         self.c.finish(c::SHORT_CIRCUITS, 1);
-    }
-
-    /// A streamed attempt produced its first chunk `latency` seconds after it began.
-    fn record_first_chunk(&self, latency: f64) -> PyResult<()> {
-        self.ttfc.record(latency_ns(latency)?);
-        Ok(())
     }
 
     /// The latency at quantile `q` in [0, 1], in seconds (None before any sample).

@@ -6,40 +6,41 @@
 //! model each hold their own token: nothing per-attempt is stored here.
 
 use crate::breaker::Permit;
-use crate::py_breaker::{permit_from_int, BreakerCore};
+use crate::clock::now_ns;
+use crate::py_admission::{Admission, BreakerKind};
+use crate::py_breaker::BreakerCore;
 use crate::py_metrics::{count, ManagerStats, ModelStats};
 use crate::py_record::{code_points, Record};
+use crate::token::{self, TokenError};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use std::sync::OnceLock;
-use std::time::Instant;
 
-fn origin() -> Instant {
-    static ORIGIN: OnceLock<Instant> = OnceLock::new();
-    *ORIGIN.get_or_init(Instant::now)
-}
-
-fn now_ns() -> u64 {
-    u64::try_from(origin().elapsed().as_nanos()).unwrap_or(u64::MAX >> 2)
-}
-
-/// Token layout: low 2 bits the permit (1 normal, 2 trial), the rest the start time in ns.
+/// A token from Python back to its permit and start time (layout in `token`), with the
+/// errors Python has always seen.
 fn split(token: i64) -> PyResult<(Permit, u64)> {
-    let t = u64::try_from(token)
-        .map_err(|_| PyValueError::new_err("token must come from ModelCore.begin()"))?;
-    let permit = permit_from_int((t & 3) as u8)?;
-    if permit == Permit::Rejected {
-        return Err(PyValueError::new_err(
-            "a rejected attempt (token 0) has no outcome to report",
-        ));
-    }
-    Ok((permit, t >> 2))
+    token::decode(token).map_err(|e| match e {
+        TokenError::Negative => PyValueError::new_err("token must come from ModelCore.begin()"),
+        TokenError::Rejected => {
+            PyValueError::new_err("a rejected attempt (token 0) has no outcome to report")
+        }
+        TokenError::BadPermit(p) => PyValueError::new_err(format!(
+            "permit must be 0, 1 or 2 (as returned by acquire()), got {p}"
+        )),
+    })
+}
+
+/// Nanoseconds since `start` (a decoded token's start time).
+#[inline]
+fn since(start: u64) -> u64 {
+    token::elapsed_ns(start, now_ns())
 }
 
 #[pyclass(frozen, module = "agenticaiframework._native")]
 pub struct ModelCore {
-    breaker: Py<BreakerCore>,
+    /// Reached only through `Admission` (see py_admission.rs), so another kind of breaker
+    /// can stand in without a change here.
+    breaker: BreakerKind,
     stats: Py<ModelStats>,
     /// For `answered`: the model's name (records carry it) and its manager's counters.
     name: Option<Py<PyString>>,
@@ -62,7 +63,7 @@ impl ModelCore {
         manager: Option<Py<ManagerStats>>,
     ) -> Self {
         ModelCore {
-            breaker,
+            breaker: BreakerKind::Local(breaker),
             stats,
             name,
             manager,
@@ -91,8 +92,8 @@ impl ModelCore {
         );
         self.stats
             .get()
-            .success(now_ns().saturating_sub(start), u64::from(p), u64::from(q));
-        self.breaker.get().core().on_success(permit);
+            .success(since(start), u64::from(p), u64::from(q));
+        self.breaker.on_success(py, permit)?;
         manager.get().first_try_success(u64::from(p) + u64::from(q));
         Ok(Record::build(text.unbind(), name.clone_ref(py), p, q, true))
     }
@@ -101,69 +102,71 @@ impl ModelCore {
     /// else a token for `success`/`failure`/`cancel`.
     #[pyo3(signature = (retry=false))]
     fn begin(&self, py: Python<'_>, retry: bool) -> PyResult<i64> {
-        let permit = self.breaker.get().acquire_native(py)?;
+        let permit = self.breaker.acquire(py)?;
         let stats = self.stats.get();
         if permit == Permit::Rejected {
             stats.c.finish(crate::py_metrics::c::SHORT_CIRCUITS, 1);
             return Ok(0);
         }
         stats.attempt(retry);
-        let p: u64 = if permit == Permit::Trial { 2 } else { 1 };
-        // 2^61 ns is 73 years of process uptime: the token always fits an i64.
-        Ok((((now_ns() & ((1 << 61) - 1)) << 2) | p) as i64)
+        Ok(token::encode(permit, now_ns()))
     }
 
     /// The attempt `token` really starts now (it waited for a worker first): the same
     /// permit, a new start time, so the wait is not the model's latency.
     fn restart(&self, token: i64) -> PyResult<i64> {
         let (permit, _) = split(token)?;
-        let p: u64 = if permit == Permit::Trial { 2 } else { 1 };
-        Ok((((now_ns() & ((1 << 61) - 1)) << 2) | p) as i64)
+        Ok(token::encode(permit, now_ns()))
     }
 
     /// Reports success of the attempt `token`, with its token usage.
     #[pyo3(signature = (token, prompt_tokens=0, completion_tokens=0))]
-    fn success(&self, token: i64, prompt_tokens: i64, completion_tokens: i64) -> PyResult<()> {
+    fn success(
+        &self,
+        py: Python<'_>,
+        token: i64,
+        prompt_tokens: i64,
+        completion_tokens: i64,
+    ) -> PyResult<()> {
         let (permit, start) = split(token)?;
         let (p, q) = (
             count(prompt_tokens, "prompt_tokens")?,
             count(completion_tokens, "completion_tokens")?,
         );
-        self.stats
-            .get()
-            .success(now_ns().saturating_sub(start), p, q);
-        self.breaker.get().core().on_success(permit);
-        Ok(())
+        self.stats.get().success(since(start), p, q);
+        self.breaker.on_success(py, permit)
     }
 
     /// The streamed attempt `token` produced its first chunk: records time-to-first-chunk.
     fn first_chunk(&self, token: i64) -> PyResult<()> {
         let (_, start) = split(token)?;
-        self.stats.get().ttfc.record(now_ns().saturating_sub(start));
+        self.stats.get().ttfc.record(since(start));
         Ok(())
     }
 
     /// Reports failure of the attempt `token`; true when it opened the breaker.
     fn failure(&self, py: Python<'_>, token: i64) -> PyResult<bool> {
         let (permit, start) = split(token)?;
-        self.stats.get().failure(now_ns().saturating_sub(start));
-        self.breaker.get().failure_native(py, permit)
+        self.stats.get().failure(since(start));
+        self.breaker.on_failure(py, permit)
     }
 
     /// The attempt ended without an outcome (a BaseException): the permit is returned.
-    fn cancel(&self, token: i64) -> PyResult<()> {
+    fn cancel(&self, py: Python<'_>, token: i64) -> PyResult<()> {
         let (permit, _) = split(token)?;
         self.stats
             .get()
             .c
             .finish(crate::py_metrics::c::CANCELLED, 1);
-        self.breaker.get().core().release(permit);
-        Ok(())
+        self.breaker.release(py, permit)
     }
 
     #[getter]
     fn breaker(&self, py: Python<'_>) -> Py<BreakerCore> {
-        self.breaker.clone_ref(py)
+        // A match, not a `let`: a new kind of breaker must decide what Python sees here.
+        match &self.breaker {
+            BreakerKind::Local(b) => b.clone_ref(py),
+        }
     }
 
     #[getter]

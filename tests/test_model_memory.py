@@ -74,7 +74,8 @@ def test_idle_model_stats_allocate_no_buckets() -> None:
     s.record_success(0.2)
     s.record_failure(0.21)  # same band (2^27..2^28 ns)
     assert s.__sizeof__() == ModelStats().__sizeof__() + CHUNK
-    s.record_first_chunk(0.02)
+    core = ModelCore(BreakerCore(), s)
+    core.first_chunk(core.begin())  # the first chunk's own histogram: one chunk, any band
     s.record_success(3.0)
     assert s.__sizeof__() == ModelStats().__sizeof__() + 3 * CHUNK
     s.reset()  # zeroes the chunks, keeps them (a recorder may be in one)
