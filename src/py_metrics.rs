@@ -113,6 +113,14 @@ impl ManagerStats {
         self.c.finish(m::TOKENS, tokens);
         self.c.finish(m::SUCCESSES, 1);
     }
+
+    /// A request answered after `retries` retries and `fallbacks` moves along its route.
+    pub fn success_after(&self, tokens: u64, retries: u64, fallbacks: u64) {
+        self.c.finish(m::TOKENS, tokens);
+        self.c.finish(m::RETRIES, retries);
+        self.c.finish(m::FALLBACKS, fallbacks);
+        self.c.finish(m::SUCCESSES, 1);
+    }
 }
 
 #[pymethods]

@@ -80,22 +80,21 @@ impl ModelCore {
         prompt: &Bound<'_, PyString>,
         text: Bound<'_, PyString>,
     ) -> PyResult<Record> {
-        let (Some(name), Some(manager)) = (&self.name, &self.manager) else {
-            return Err(PyValueError::new_err(
-                "answered() needs a ModelCore built with name= and manager=",
-            ));
-        };
-        let (permit, start) = split(token)?;
-        let (p, q) = (
-            estimate(code_points(prompt)?),
-            estimate(code_points(&text)?),
-        );
-        self.stats
-            .get()
-            .success(since(start), u64::from(p), u64::from(q));
-        self.breaker.on_success(py, permit)?;
-        manager.get().first_try_success(u64::from(p) + u64::from(q));
-        Ok(Record::build(text.unbind(), name.clone_ref(py), p, q, true))
+        self.book(py, token, prompt, text, 0, 0)
+    }
+
+    /// `answered` for an attempt the route walk made (after a failure or a skipped
+    /// model): the same booking in one call, with the request's retries and fallbacks.
+    fn answered_after(
+        &self,
+        py: Python<'_>,
+        token: i64,
+        prompt: &Bound<'_, PyString>,
+        text: Bound<'_, PyString>,
+        retries: u64,
+        fallbacks: u64,
+    ) -> PyResult<Record> {
+        self.book(py, token, prompt, text, retries, fallbacks)
     }
 
     /// Starts an attempt: 0 when the breaker rejects it (counted as a short-circuit),
@@ -172,5 +171,42 @@ impl ModelCore {
     #[getter]
     fn stats(&self, py: Python<'_>) -> Py<ModelStats> {
         self.stats.clone_ref(py)
+    }
+}
+
+impl ModelCore {
+    /// A str answer to `prompt` for the attempt `token`: usage estimated, success booked to
+    /// the model, its breaker and the manager, and the cache record built.
+    #[inline]
+    fn book(
+        &self,
+        py: Python<'_>,
+        token: i64,
+        prompt: &Bound<'_, PyString>,
+        text: Bound<'_, PyString>,
+        retries: u64,
+        fallbacks: u64,
+    ) -> PyResult<Record> {
+        let (Some(name), Some(manager)) = (&self.name, &self.manager) else {
+            return Err(PyValueError::new_err(
+                "answered() needs a ModelCore built with name= and manager=",
+            ));
+        };
+        let (permit, start) = split(token)?;
+        let (p, q) = (
+            estimate(code_points(prompt)?),
+            estimate(code_points(&text)?),
+        );
+        self.stats
+            .get()
+            .success(since(start), u64::from(p), u64::from(q));
+        self.breaker.on_success(py, permit)?;
+        let tokens = u64::from(p) + u64::from(q);
+        if retries == 0 && fallbacks == 0 {
+            manager.get().first_try_success(tokens);
+        } else {
+            manager.get().success_after(tokens, retries, fallbacks);
+        }
+        Ok(Record::build(text.unbind(), name.clone_ref(py), p, q, true))
     }
 }

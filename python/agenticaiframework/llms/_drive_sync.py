@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from .._native import Record
 from ._io_sync import bounded, call, close_quietly, current_loop, items, nothing, own_call_needed
 from ._io_sync import sleep as pause
-from .models import chunk_of, empty, estimated, record_of, result_of, streamed, usage_of
+from .models import chunk_of, empty, record_of, result_of, streamed, usage_of
 from .response import MEANT_TO_END, GenerationResult, Usage
 from .singleflight import LeaderAborted, lead, leading, unlead
 from .walk import Walk
@@ -197,15 +197,15 @@ def run(
                     out = model.fn(prompt, kwargs)
                 else:
                     out = call(m, model, prompt, kwargs, timeout, walk)
-                if type(out) is str and out:
-                    record = estimated(out, model.name, prompt)
-                else:
+                if type(out) is not str or not out:
                     record = record_of(out, prompt, model.name, m.allow_empty)
             except Exception as exc:
                 wait = walk.failed(exc)
                 if wait is not None:
                     pause(m, wait)
                 continue
+            if type(out) is str and out:
+                return walk.answered(prompt, out)  # the common case: one native call
             return walk.succeeded(record)
         raise walk.exhausted()
     except BaseException:

@@ -32,7 +32,8 @@ event                       model (``get_model_info``)          request (``get_m
                             failure (may open it)
 ``failed(WorkersBusy)``     ``cancelled`` +1, permit back       --
 ``first_chunk()``           time to first chunk                 --
-``succeeded(record)``       ``successes`` +1, latency, tokens;  ``successful`` +1,
+``succeeded(record)``,      ``successes`` +1, latency, tokens;  ``successful`` +1,
+``answered(prompt, text)``
                             breaker success                     tokens, retries, fallbacks
 ``broken(exc, parts)``      ``failures`` +1 (after a chunk)     ``failed`` +1, ...
 ``exhausted()``             --                                  ``failed`` +1, retries,
@@ -180,6 +181,15 @@ class Walk:
         self.finished = True
         self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
         return record
+
+    def answered(self, prompt: str, text: str) -> Record:
+        """``succeeded`` for a plain str answer: the usage estimate, the model's, breaker's
+        and request's counts and the record, in one native call."""
+        m = self.model
+        rec = m.core.answered_after(self.token, prompt, text, self.retries, self.fallbacks)
+        self.token = 0
+        self.finished = True
+        return rec
 
     def broken(self, exc: Exception, parts: list[str]) -> StreamInterruptedError:
         """A stream failed after its first chunk: no retry (the caller has seen text)."""
