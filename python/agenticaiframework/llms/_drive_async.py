@@ -46,7 +46,6 @@ async def agenerate(  # sync-only: def generate_slow(
     # sync-only: kwargs: dict[str, Any] | None, value: Any, plan: tuple[Model, ...] | None,
 ) -> str:
     """The async twin of generate()."""  # sync-only: """generate() after its cache miss."""
-    # sync-only: timeout = None
     if timeout is not None:  # async-only
         # Before the request is counted: a bad value leaves the metrics adding up.  # async-only
         check_seconds("timeout", timeout)  # async-only
@@ -56,7 +55,8 @@ async def agenerate(  # sync-only: def generate_slow(
         return text  # async-only
     # sync-only: if plan is None or not plan[0].inline_sync:
     if plan is None or timeout is not None or not plan[0].inline_async:  # async-only
-        return (await complete(self, prompt, kwargs, value, plan, timeout))[0].text
+        # sync-only: return complete(self, prompt, kwargs, value, plan, None)[0].text
+        return (await complete(self, prompt, kwargs, value, plan, timeout))[0].text  # async-only
     kw = kwargs  # sync-only: kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first

@@ -33,9 +33,8 @@ def generate_slow(
     plan: tuple[Model, ...] | None,
 ) -> str:
     """generate() after its cache miss."""
-    timeout = None
     if plan is None or not plan[0].inline_sync:
-        return (complete(self, prompt, kwargs, value, plan, timeout))[0].text
+        return complete(self, prompt, kwargs, value, plan, None)[0].text
     kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first
