@@ -662,6 +662,37 @@ def test_outage_answers_without_the_fleet_and_rejoins(
     assert f.stats()["outages"] == 2
 
 
+@pytest.mark.parametrize("side", ["sync", "async"])
+def test_no_stale_reply_after_a_pause(
+    side: str, redis_srv: RedisServer, make_fleet: Callable[..., Fleet], clock: Clock
+) -> None:
+    """A command that timed out while Redis was paused is answered when it resumes; that
+    reply must never be read as the answer of the next command on the same client."""
+    f = make_fleet()
+    assert f.put(K1, V1, 60) and f.put(K2, V2, 60)
+
+    async def scenario() -> list[Any]:
+        seen = [await f.aget(K1)]
+        redis_srv.pause()
+        seen.append(await f.aget(K1))  # times out: a miss
+        redis_srv.resume()
+        clock.advance(5)
+        seen += [await f.aget(K2), await f.aget(K1), await f.aget(K2)]
+        await f.aclose()
+        return seen
+
+    def sync_scenario() -> list[Any]:
+        seen = [f.get(K1)]
+        redis_srv.pause()
+        seen.append(f.get(K1))
+        redis_srv.resume()
+        clock.advance(5)
+        return [*seen, f.get(K2), f.get(K1), f.get(K2)]
+
+    got = bounded(sync_scenario) if side == "sync" else arun(scenario)
+    assert got == [V1, None, V2, V1, V2]
+
+
 def test_an_outage_while_waiting_for_an_answer_ends_the_wait(
     redis_srv: RedisServer, make_fleet: Callable[..., Fleet]
 ) -> None:
