@@ -4,7 +4,8 @@ VENV := $(abspath .venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
-.PHONY: demo test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare
+.PHONY: demo test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare \
+	redis-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -49,7 +50,27 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check python tests benches examples fuzz scripts
 	$(BIN)/mypy
 
-py-test: build
+# The fleet tier's tests (tests/test_fleet_store.py) start a redis-server of their own on a
+# free loopback port (tests/redis_server.py). When none is on PATH, Debian's package is
+# installed (as root, with apt-get); the service it may start on 6379 is stopped and
+# disabled, since the tests never use it. Elsewhere this prints how to get one, and those
+# tests are skipped (pytest -ra says why).
+REDIS_SERVER ?= redis-server
+redis-server:
+	@if command -v $(REDIS_SERVER) >/dev/null 2>&1; then \
+		echo "redis-server: $$(command -v $(REDIS_SERVER))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "redis-server not on PATH: installing Debian's redis-server package"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server \
+		&& { systemctl disable --now redis-server >/dev/null 2>&1 \
+			|| service redis-server stop >/dev/null 2>&1 || true; }; \
+	else \
+		echo "redis-server is not on PATH, and installing it needs root and apt-get."; \
+		echo "  Debian/Ubuntu: sudo apt-get install redis-server    macOS: brew install redis"; \
+		echo "  Until then the Redis tests (tests/test_fleet_store.py) are skipped."; \
+	fi
+
+py-test: build redis-server
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider
 	$(BIN)/python -m pytest benches -q -p no:cacheprovider \
 		--benchmark-min-rounds=3 --benchmark-max-time=0.005 --benchmark-warmup=off
@@ -66,7 +87,7 @@ wheel-check: $(STAMP)
 	target/wheel-venv/bin/pip install -q target/wheels/*.whl
 	cd /tmp && $(abspath target/wheel-venv)/bin/python -c "import agenticaiframework._native as n, agenticaiframework.llms as l, importlib.resources as r; assert r.files('agenticaiframework').joinpath('py.typed').is_file() and r.files('agenticaiframework').joinpath('_native.pyi').is_file(); print('wheel ok:', n.__file__)"
 
-test: rust-test rust-loom lint stubtest py-test wheel-check
+test: redis-server rust-test rust-loom lint stubtest py-test wheel-check
 
 fmt: $(STAMP)
 	cargo fmt
