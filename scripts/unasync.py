@@ -41,7 +41,13 @@ FILES = [
         LLMS / "_drive_async.py",
         LLMS / "_drive_sync.py",
         "The sync drivers: the twin of ``_drive_async.py``, generated from it.",
-        {},
+        {
+            "aget": "get",
+            "aput": "put",
+            "alead": "lead",
+            "aawait_answer": "await_answer",
+            "afinish": "finish",
+        },
     ),
     (
         LLMS / "providers/_adapter_async.py",

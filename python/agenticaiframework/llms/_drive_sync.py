@@ -17,6 +17,7 @@ from .singleflight import LeaderAborted, lead, leading, unlead
 from .walk import Walk
 
 if TYPE_CHECKING:
+    from .fleet import Fleet
     from .manager import LLMManager
     from .models import Model
 
@@ -40,14 +41,18 @@ def generate_slow(
     # of requests a server keeps in flight. Lead the flight (if any), make the first
     # attempt right here, hand anything but a first-try success to the walk.
     led: bytes | None = None  # the key this request leads a flight for
-    if value is not None and self.single_flight:
-        if leading(value) or self._flights.join(value):
-            # Re-entrant, or a twin is already in flight: the general path.
+    if value is not None:
+        if self._fleet is not None:
+            # A cacheable request of a fleet: the shared tier and the fleet's flight.
             return (complete(self, prompt, kw, value, plan, None))[0].text
-        landed = self._landed(value)
-        if landed is not None:
-            return landed.text
-        led, lead_token = value, lead(value)
+        if self.single_flight:
+            if leading(value) or self._flights.join(value):
+                # Re-entrant, or a twin is already in flight: the general path.
+                return (complete(self, prompt, kw, value, plan, None))[0].text
+            landed = self._landed(value)
+            if landed is not None:
+                return landed.text
+            led, lead_token = value, lead(value)
     model = plan[0]
     try:
         token = model.core.begin(False)
@@ -169,10 +174,58 @@ def walked(
     plan: tuple[Model, ...],
     timeout: float | None,
 ) -> Outcome:
+    if key is not None and m._fleet is not None:
+        return shared(m, m._fleet, prompt, kw, key, plan, timeout)
     walk = Walk(m, plan, kw)
     record = run(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
+    return record, walk.attempts, walk.errors
+
+
+def shared(
+    m: LLMManager,
+    fleet: Fleet,
+    prompt: str,
+    kw: dict[str, Any],
+    key: bytes,
+    plan: tuple[Model, ...],
+    timeout: float | None,
+) -> Outcome:
+    """A cacheable request of a fleet, once it leads its key in this process: the shared
+    tier (Redis), then one call fleet-wide. The process holding the key's fleet lease
+    calls; the others wait (at most ``fleet_wait``) for its answer; a leader that dies
+    lets its lease expire and one waiter takes over; a wait that runs out calls itself.
+    Redis out: every fleet step answers "no fleet" at once, and the request goes on."""
+    found = fleet.get(key)
+    led = found is None and fleet.lead(key, m.fleet_lease)
+    waited = 0
+    while found is None and not led and waited < 2:
+        waited += 1
+        found = fleet.await_answer(key, m.fleet_wait)
+        if found is None:
+            led = fleet.lead(key, m.fleet_lease)  # the leader is gone: take over
+        else:
+            m._mstats.record_coalesced()
+    if found is not None:
+        record = Record(*found)
+        m._store(key, record)
+        m._mstats.record_success()
+        return record, 0, ()
+    walk = Walk(m, plan, kw)
+    try:
+        record = run(m, walk, prompt, timeout)
+    except BaseException:
+        if led:
+            fleet.finish(key)  # let a waiter take over now
+        raise
+    m._store(key, record)
+    value = (record.text, record.model, record.prompt_tokens, record.completion_tokens)
+    entry = (*value, record.estimated)
+    if led:
+        fleet.finish(key, entry, m._cache_ttl)  # stores and lets go: one trip
+    else:
+        fleet.put(key, entry, m._cache_ttl)
     return record, walk.attempts, walk.errors
 
 

@@ -844,6 +844,15 @@ class Fleet:
 
     # ------------------------------------------------------------------------ single-flight
 
+    def shared_secret(self) -> bytes | None:
+        """The fleet's cache-key secret: 16 random bytes created once in Redis (SET NX)
+        and read by every process, so that all of them compute equal keys. None when Redis
+        cannot be reached (that process then caches alone). Never logged."""
+        key = f"{self.namespace}:secret"
+        self._run(_Op("secret", None, ("SET", key, os.urandom(16), "NX"), 0, _as_none, None))
+        raw = self._run(_Op("secret", None, ("GET", key), 0, lambda r: r, None))
+        return raw if isinstance(raw, bytes) and len(raw) == 16 else None
+
     def lead(self, key: bytes, lease_ttl: float) -> bool:
         """Whether this process leads the flight for ``key`` (a lease of ``lease_ttl``
         seconds: if the leader dies, it expires and a waiter can take over). False also

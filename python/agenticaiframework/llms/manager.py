@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .._native import ManagerCore, Record, ResponseCache
 from . import _drive_async, _drive_sync, _fork, _secrets
@@ -41,6 +41,9 @@ from .models import MAX_WORKERS, InferenceFn, Model, check_prompt
 from .retry import Backoff, Jitter
 from .singleflight import SingleFlight
 from .workers import DEFAULT_WORKERS
+
+if TYPE_CHECKING:
+    from .fleet import Fleet
 
 logger = logging.getLogger("agenticaiframework.llms")
 
@@ -82,6 +85,10 @@ class LLMManager(ManagerCore):
         no_retry_on: tuple[type[BaseException], ...] = (),
         allow_empty: bool = False,
         sync_workers: int = DEFAULT_WORKERS,
+        redis: str | Fleet | None = None,
+        namespace: str = "agenticai",
+        fleet_wait: float = 30.0,
+        fleet_lease: float = 60.0,
     ) -> None:
         self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
         if not isinstance(allow_empty, bool):
@@ -127,6 +134,35 @@ class LLMManager(ManagerCore):
                 "hash_secret must be 16 bytes or None"
             )
         self.single_flight = single_flight
+        # The fleet (fleet.py): Redis as the second cache tier and the fleet's flights.
+        # Imported only when asked for, so redis-py is an optional extra.
+        self._fleet: Fleet | None = None
+        wait = check_seconds("fleet_wait", fleet_wait)
+        lease = check_seconds("fleet_lease", fleet_lease)
+        assert wait is not None and lease is not None
+        if lease == 0:
+            raise ValueError("fleet_lease must be > 0")
+        self.fleet_wait: float = wait
+        self.fleet_lease: float = lease
+        if redis is not None:
+            from .fleet import Fleet as _Fleet
+
+            if isinstance(redis, _Fleet):
+                self._fleet = redis
+            elif isinstance(redis, str):
+                self._fleet = _Fleet.from_url(redis, namespace)
+            else:
+                raise TypeError(f"redis must be a URL or a Fleet, not {type(redis).__name__}")
+            if hash_secret is None and enable_caching:
+                # Equal keys across the fleet need one secret: made once in Redis. Without
+                # Redis at start-up, this process keeps a secret of its own (no sharing).
+                hash_secret = self._fleet.shared_secret()
+                if hash_secret is None:
+                    logger.warning(
+                        "fleet at %s unreachable at start-up: this process caches alone",
+                        self._fleet.url,
+                    )
+        self._cache_ttl = ttl
         self._flights: SingleFlight[Any] = SingleFlight()
         self._sleep = sleep
         self._async_sleep = async_sleep
@@ -384,6 +420,10 @@ class LLMManager(ManagerCore):
         s["fallback_chain"] = list(self._chain)
         cache = self._cache
         s["cache_size"] = len(cache) if cache is not None else 0
+        fleet = self._fleet
+        f = fleet.stats() if fleet is not None else {}
+        for name in ("l2_hits", "l2_misses", "fleet_errors"):
+            s[name] = f.get(name, 0)
         return s
 
     def reset_metrics(self) -> None:

@@ -1,0 +1,204 @@
+"""The fleet through the manager (issue 15): LLMManager(redis=URL, namespace=...) shares
+responses and single-flight through a real redis-server (tests/redis_server.py). Two
+managers in one process stand for two processes in the quick tests; the fleet test spawns
+8 processes. Redis stopped, paused (SIGSTOP) and restarted empty: no request fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+from redis_server import RedisServer
+
+pytest.importorskip("redis", reason="redis-py is not installed (requirements-dev.txt)")
+
+from agenticaiframework.llms import LLMManager
+from agenticaiframework.llms.fleet import Fleet
+
+
+class Upstream:
+    def __init__(self, tag: str = "") -> None:
+        self.calls: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.tag = tag
+
+    def __call__(self, prompt: str, kwargs: dict[str, Any]) -> str:
+        with self.lock:
+            self.calls[prompt] += 1
+        return f"answer to {prompt}"
+
+
+async def _no_wait(_: float) -> None:
+    return None
+
+
+def manager(url: str | Fleet, up: Any, namespace: str = "t", **kw: Any) -> LLMManager:
+    m = LLMManager(redis=url, namespace=namespace, sleep=lambda _: None, async_sleep=_no_wait, **kw)
+    m.register_model("m", up)
+    m.set_active_model("m")
+    return m
+
+
+def test_a_second_process_gets_the_first_ones_answer(redis_srv: RedisServer) -> None:
+    up1, up2 = Upstream(), Upstream()
+    a, b = manager(redis_srv.url, up1), manager(redis_srv.url, up2)
+    assert a.generate("q", temperature=0) == "answer to q"
+    r = b.generate_response("q", temperature=0)  # b's L1 misses; Redis has it
+    assert r.text == "answer to q" and r.model == "m"
+    assert (up1.calls["q"], up2.calls["q"]) == (1, 0)
+    mb = b.get_metrics()
+    assert mb["l2_hits"] == 1 and mb["successful_requests"] == 1
+    assert mb["total_requests"] == mb["successful_requests"] + mb["failed_requests"]
+    assert b.generate_response("q", temperature=0).cached  # now in b's own L1
+    assert a.get_metrics()["l2_misses"] == 1
+
+
+def test_async_shares_too(redis_srv: RedisServer) -> None:
+    async def model(prompt: str, kwargs: dict[str, Any]) -> str:
+        return "async " + prompt
+
+    a = manager(redis_srv.url, model)
+    b = manager(redis_srv.url, Upstream())
+
+    async def main() -> tuple[str, str]:
+        return await a.agenerate("p"), await b.agenerate("p")
+
+    assert asyncio.run(main()) == ("async p", "async p")
+    assert b.get_metrics()["l2_hits"] == 1
+
+
+def test_the_secret_is_made_once_in_redis_and_kept_out_of_sight(
+    redis_srv: RedisServer,
+) -> None:
+    a, b = manager(redis_srv.url, Upstream()), manager(redis_srv.url, Upstream())
+    assert a._cache is not None and b._cache is not None
+    assert a._cache.key("r", "p") == b._cache.key("r", "p")  # equal keys fleet-wide
+    secret = Fleet.from_url(redis_srv.url, "t").shared_secret()
+    assert secret is not None
+    shown = repr(a) + repr(a.get_metrics()) + repr(a._fleet)
+    assert secret.hex() not in shown and repr(secret) not in shown
+
+
+def test_namespaces_do_not_see_each_other(redis_srv: RedisServer) -> None:
+    up = Upstream()
+    a = manager(redis_srv.url, Upstream(), namespace="one", hash_secret=b"k" * 16)
+    b = manager(redis_srv.url, up, namespace="two", hash_secret=b"k" * 16)
+    a.generate("same")
+    b.generate("same")
+    assert up.calls["same"] == 1 and b.get_metrics()["l2_hits"] == 0
+
+
+def test_garbage_under_the_namespace_is_a_miss(redis_srv: RedisServer) -> None:
+    import redis
+
+    up = Upstream()
+    m = manager(redis_srv.url, up)
+    key = m._enter("g", True, None)[1]
+    client = redis.Redis.from_url(redis_srv.url)
+    client.set(f"t:r:{{{key.hex()}}}", b"\x80not a value")
+    assert m.generate("g") == "answer to g" and up.calls["g"] == 1
+    client.close()
+
+
+def test_use_cache_false_and_caching_off_keep_their_meaning(redis_srv: RedisServer) -> None:
+    up = Upstream()
+    a = manager(redis_srv.url, Upstream())
+    b = manager(redis_srv.url, up, enable_caching=False)
+    a.generate("x")
+    assert b.generate("x") == "answer to x" and up.calls["x"] == 1  # no cache at all
+    a.generate("y", use_cache=False)
+    c = manager(redis_srv.url, up)
+    c.generate("y")
+    assert up.calls["y"] == 1  # a's use_cache=False answer was not shared
+
+
+def test_redis_stopped_paused_and_restarted_never_fails_a_request(
+    redis_srv: RedisServer, caplog: Any
+) -> None:
+    t = [0.0]  # the fleet's cooldown clock: advanced past each outage's cooldown
+    fleet = Fleet.from_url(redis_srv.url, "t", clock=lambda: t[0])
+    up = Upstream()
+    m = manager(fleet, up)  # type: ignore[arg-type]
+    other = manager(redis_srv.url, Upstream())
+    assert m.generate("before") == "answer to before"
+    redis_srv.stop()
+    for i in range(5):
+        assert m.generate(f"down {i}") == f"answer to down {i}"
+    redis_srv.start()  # empty
+    t[0] += 60
+    assert m.generate("back") == "answer to back"  # rejoined: shared again
+    assert other.generate("back") == "answer to back" and other.get_metrics()["l2_hits"] == 1
+    redis_srv.pause()
+    try:
+        t[0] += 60
+        assert m.generate("paused") == "answer to paused"  # bounded by the socket timeout
+        assert asyncio.run(m.agenerate("paused async")) == "answer to paused async"
+    finally:
+        redis_srv.resume()
+    t[0] += 60
+    assert m.generate("after") == "answer to after"
+    s = m.get_metrics()
+    assert s["failed_requests"] == 0 and s["successful_requests"] == s["total_requests"]
+    assert s["fleet_errors"] >= 1
+    outages = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert outages, "an outage is logged"
+
+
+# ------------------------------------------------------------------ a fleet of processes
+
+PROMPTS = 40
+
+
+def _worker(url: str, worker: int, out: Any) -> None:
+    import time
+
+    calls: list[str] = []
+
+    def model(prompt: str, kwargs: dict[str, Any]) -> str:
+        calls.append(prompt)
+        time.sleep(0.02)  # a network call's worth, so the processes overlap
+        return "answer to " + prompt
+
+    m = LLMManager(redis=url, namespace="fleet8")
+    m.register_model("m", model)
+    m.set_active_model("m")
+    wrong = 0
+    for i in range(60):
+        p = f"p{(i * 7 + worker * 3) % PROMPTS}"
+        wrong += m.generate(p) != "answer to " + p
+    out.put((worker, calls, wrong, m.get_metrics()))
+
+
+def test_eight_processes_reach_the_model_once_per_prompt(redis_srv: RedisServer) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(redis_srv.url, w, out)) for w in range(8)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    calls = Counter(c for _, cs, _, _ in results for c in cs)
+    assert sum(w for _, _, w, _ in results) == 0
+    assert set(calls) <= {f"p{i}" for i in range(PROMPTS)}
+    assert all(n == 1 for n in calls.values()), calls.most_common(3)
+    l2 = sum(r[3]["l2_hits"] for r in results)
+    coalesced = sum(r[3]["coalesced_requests"] for r in results)
+    print(
+        f"fleet of 8: {sum(calls.values())} upstream calls for {len(calls)} prompts, "
+        f"{l2} L2 hits, {coalesced} coalesced"
+    )
+    total = sum(r[3]["total_requests"] for r in results)
+    ok = sum(r[3]["successful_requests"] for r in results)
+    assert total == ok == 8 * 60
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(os.getpid())
