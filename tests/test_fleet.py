@@ -150,6 +150,61 @@ def test_redis_stopped_paused_and_restarted_never_fails_a_request(
     assert outages, "an outage is logged"
 
 
+def _until(cond: Any, bound: float = 10.0) -> bool:
+    """Bounded poll for what a background thread does (no timing asserted)."""
+    import time
+
+    end = time.monotonic() + bound
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return bool(cond())
+
+
+def test_an_outage_one_process_finds_is_skipped_by_the_others(redis_srv: RedisServer) -> None:
+    """A fails the dead model failure_threshold times; the fleet breaker opens and B,
+    which never called it, skips it (its local breaker is tripped by the event)."""
+    dead_calls = Counter[str]()
+
+    def dead(prompt: str, kwargs: dict[str, Any]) -> str:
+        dead_calls[prompt] += 1
+        raise ConnectionError("provider down")
+
+    def make() -> LLMManager:
+        m = LLMManager(
+            redis=redis_srv.url,
+            namespace="brk",
+            failure_threshold=3,
+            recovery_timeout=30,
+            max_retries=1,
+            enable_caching=False,
+            sleep=lambda _: None,
+        )
+        m.register_model("dead", dead)
+        m.register_model("backup", lambda p, k: "backup")
+        m.set_active_model("dead")
+        m.set_fallback_chain(["backup"])
+        return m
+
+    a, b = make(), make()
+    for i in range(2):
+        assert a.generate(f"a{i}") == "backup"
+    b.generate("b0")  # B's first: its failure is the fleet's third -> opens fleet-wide
+    assert _until(lambda: a.get_model_info("dead")["circuit_breaker_state"] == "open")
+    assert _until(lambda: b.get_model_info("dead")["circuit_breaker_state"] == "open")
+    for m in (a, b):
+        for i in range(5):
+            assert m.generate(f"after {i}") == "backup"
+    assert sum(dead_calls.values()) == 3  # failure_threshold, fleet-wide
+    c = make()  # a newcomer, which heard no event: it learns at its first failure
+    assert c.generate("c0") == "backup"
+    assert _until(lambda: c.get_model_info("dead")["circuit_breaker_state"] == "open")
+    for i in range(5):
+        assert c.generate(f"c after {i}") == "backup"
+    assert sum(dead_calls.values()) == 4  # + one per process that had not heard
+
+
 # ------------------------------------------------------------------ a fleet of processes
 
 PROMPTS = 40

@@ -38,4 +38,11 @@ class Gate(Protocol):
     def admit(self, model: Model, retry: bool) -> Rejected | None: ...
 
 
-__all__ = ["Gate", "Rejected"]
+class Observer(Protocol):
+    """Told each outcome of an attempt the walk made (``ok``: it answered), e.g. to
+    count failures fleet-wide. Called on the request's thread: keep it to a queue put."""
+
+    def observe(self, model: Model, ok: bool) -> None: ...
+
+
+__all__ = ["Gate", "Observer", "Rejected"]

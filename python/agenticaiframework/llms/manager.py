@@ -36,7 +36,7 @@ from .cache import Tiers
 from .circuit_breaker import CircuitBreaker, native_clock
 from .classify import Classifier, default_retryable, make_policy
 from .errors import LLMError, NoModelConfiguredError, UnknownModelError
-from .gates import Gate
+from .gates import Gate, Observer
 from .models import MAX_WORKERS, InferenceFn, Model, check_prompt
 from .retry import Backoff, Jitter
 from .singleflight import SingleFlight
@@ -181,8 +181,15 @@ class LLMManager(ManagerCore):
         self._mstats = self._stats
         self._tiers = Tiers(self._cache)
         self._store = self._tiers.store  # bound once: the first try calls it
-        # Admission gates asked before each breaker permit (gates.py); none by default.
+        # Admission gates asked before each breaker permit, and observers told of each
+        # attempt the walk makes (gates.py); none without a fleet.
         self._gates: tuple[Gate, ...] = ()
+        self._observers: tuple[Observer, ...] = ()
+        if self._fleet is not None:
+            from .fleet_breakers import FleetBreakers
+
+            shared = FleetBreakers(self._fleet, lambda name: self._models.get(name), clock)
+            self._gates, self._observers = (shared,), (shared,)
         # Serialises configuration writers only; requests read a published snapshot.
         self._config_lock = threading.Lock()
         self._models: dict[str, Model] = {}

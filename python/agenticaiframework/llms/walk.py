@@ -155,6 +155,8 @@ class Walk:
             self._move_on()
             return None
         opened = model.core.failure(token)
+        for o in self.m._observers:
+            o.observe(model, False)
         if self.kwargs:
             # Secret kwargs may echo back in error text: scrub them there.
             _secrets.remember_from(self.kwargs)
@@ -177,6 +179,8 @@ class Walk:
     def succeeded(self, record: Record) -> Record:
         pt, ct = record.prompt_tokens, record.completion_tokens
         self.model.core.success(self.token, pt, ct)
+        for o in self.m._observers:
+            o.observe(self.model, True)
         self.token = 0
         self.finished = True
         self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
@@ -187,6 +191,8 @@ class Walk:
         and request's counts and the record, in one native call."""
         m = self.model
         rec = m.core.answered_after(self.token, prompt, text, self.retries, self.fallbacks)
+        for o in self.m._observers:
+            o.observe(m, True)
         self.token = 0
         self.finished = True
         return rec
