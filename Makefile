@@ -4,7 +4,7 @@ VENV := $(abspath .venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
-.PHONY: demo test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare \
+.PHONY: demo demo-fleet test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare \
 	redis-server
 
 $(BIN)/python:
@@ -21,6 +21,10 @@ build: $(STAMP)
 
 demo: build
 	$(BIN)/python -m agenticaiframework.llms demo
+
+# The fleet demo: 4 worker processes sharing through a local redis-server.
+demo-fleet: build redis-server
+	$(BIN)/python -m agenticaiframework.llms demo --fleet 4
 
 rust-test:
 	cargo test --no-default-features --quiet

@@ -257,3 +257,15 @@ def test_eight_processes_reach_the_model_once_per_prompt(redis_srv: RedisServer)
 
 if __name__ == "__main__":  # pragma: no cover
     print(os.getpid())
+
+
+def test_the_fleet_demo_runs_and_says_what_it_shared() -> None:
+    """`demo --fleet N` starts its own redis-server (on PATH once make redis-server ran)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "agenticaiframework.llms", "demo", "--fleet", "2"]
+    done = subprocess.run([*cmd, "--requests", "120"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "upstream answers per distinct prompt: 1.00" in done.stdout
+    assert "hit rate: L1" in done.stdout

@@ -20,7 +20,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from .errors import LLMError
 from .manager import LLMManager
@@ -40,9 +40,11 @@ TOPICS = [
 ]
 
 
-def build_manager(seed: int, scale: float) -> LLMManager:
-    """Three simulated providers; the primary has an outage early in the run."""
+def build_manager(seed: int, scale: float, **fleet: Any) -> LLMManager:
+    """Three simulated providers; the primary has an outage early in the run. ``fleet``:
+    ``redis=`` and ``namespace=`` for the fleet demo."""
     llm = LLMManager(
+        **fleet,
         max_retries=3,
         enable_caching=True,
         failure_threshold=4,
@@ -222,12 +224,33 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         help="a real OpenAI-compatible endpoint first (OPENAI_MODEL, OPENAI_API_KEY, "
         "OPENAI_BASE_URL)",
     )
+    demo.add_argument(
+        "--fleet",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N worker processes sharing through a local redis-server",
+    )
+    demo.add_argument("--redis", default=None, help="with --fleet: this Redis instead")
     args = parser.parse_args(argv)
     if args.requests is None:
         args.requests = 20 if args.openai else 1500
     if args.requests < 1:
         parser.error("--requests must be >= 1")
 
+    if args.fleet:
+        if args.fleet < 1 or args.openai or args.use_async:
+            parser.error("--fleet N takes N >= 1, without --openai or --async")
+        from ._fleet_demo import run_fleet
+
+        return run_fleet(
+            args.fleet,
+            prompts(args.requests, args.seed),
+            args.seed,
+            args.time_scale,
+            args.redis,
+            out,
+        )
     if args.openai:
         llm = build_openai_manager(args.seed, args.use_async, args.time_scale)
         route = [llm.active_model, *llm.fallback_chain]
