@@ -269,3 +269,60 @@ def test_the_fleet_demo_runs_and_says_what_it_shared() -> None:
     assert done.returncode == 0, done.stderr
     assert "upstream answers per distinct prompt: 1.00" in done.stdout
     assert "hit rate: L1" in done.stdout
+
+
+def _dead_worker(url: str, worker: int, start: Any, out: Any) -> None:
+    import time
+
+    calls = [0]
+
+    def dead(prompt: str, kwargs: dict[str, Any]) -> str:
+        calls[0] += 1
+        time.sleep(0.1)  # a failing call takes a while (a connect timeout, a slow 5xx)
+        raise ConnectionError("provider down")
+
+    m = LLMManager(
+        redis=url,
+        namespace="dead8",
+        failure_threshold=3,
+        recovery_timeout=60,
+        max_retries=1,
+        enable_caching=False,
+        sleep=lambda _: None,
+    )
+    m.register_model("dead", dead)
+    m.register_model("backup", lambda p, k: "backup")
+    m.set_active_model("dead")
+    m.set_fallback_chain(["backup"])
+    start.wait(60)
+    wrong = 0
+    for i in range(40):
+        wrong += m.generate(f"q{i}") != "backup"
+        time.sleep(0.005)  # requests arrive over time, as they do
+    out.put((worker, calls[0], wrong, m.get_metrics()))
+
+
+def test_a_dead_model_is_skipped_fleet_wide(redis_srv: RedisServer) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    out, start = ctx.Queue(), ctx.Event()
+    procs = [
+        ctx.Process(target=_dead_worker, args=(redis_srv.url, w, start, out)) for w in range(8)
+    ]
+    for p in procs:
+        p.start()
+    start.set()
+    results = [out.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(60)
+    dead_calls = sum(r[1] for r in results)
+    errors = sum(r[3]["fleet_errors"] for r in results)
+    print(
+        f"dead model: {dead_calls} calls from 8 processes x 40 requests (threshold 3); "
+        f"{errors} fleet errors; per process {[r[1] for r in results]}"
+    )
+    assert sum(r[2] for r in results) == 0
+    assert sum(r[3]["successful_requests"] for r in results) == 8 * 40
+    # Without the fleet each process spends its own 3: 24. With it: the threshold, plus
+    # the call each process had in flight when the fleet opened (3 + 8 = 11; measured
+    # 10), and on a loaded machine a call that started before the event arrived.
+    assert dead_calls <= 2 * 8

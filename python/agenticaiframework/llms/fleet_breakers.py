@@ -1,12 +1,12 @@
 """Breakers shared by a fleet: an admission gate (gates.py) over the fleet breaker of
 fleet.py, so an outage one process discovers is skipped by all of them.
 
-No Redis on the request path: ``admit`` reads a local table of models the fleet has
-opened, and the outcomes the walk reports are handed to one background thread that talks
-to Redis. That thread counts failures fleet-wide (the fleet breaker's script opens it at
-``failure_threshold`` failures not broken by a reported success, and publishes the
-opening); a second thread listens to the fleet's events, so every process learns of an
-opening within a round trip. On an opening, the local breaker of that model is tripped
+No Redis on the admission path: ``admit`` reads a local table of models the fleet has
+opened. A failed attempt is reported at once (one round trip, on a path that has just
+spent a failed call; successes go to a background thread): the fleet breaker's script
+counts failures fleet-wide, opens at ``failure_threshold`` failures not broken by a
+reported success, and publishes the opening; a listening thread in every process hears
+it within a round trip. On an opening, the local breaker of that model is tripped
 too: the inline first try (which asks no gate) skips it, and its own recovery timeout
 brings it back to a half-open trial.
 
@@ -52,6 +52,9 @@ class FleetBreakers:
         self._started = False
         self._lock = threading.Lock()
         _fork.register(self)
+        # Listening from the start: an opening published before this process's first
+        # failure still reaches it (a forked child starts its own at its first report).
+        self._start()
 
     # ------------------------------------------------------------------ the gate
 
@@ -69,7 +72,15 @@ class FleetBreakers:
         """An attempt on ``model`` ended (``ok``: it answered)."""
         self._start()
         b = model.breaker  # the fleet opens at this model's own threshold, for its timeout
-        self._reports.put((model.name, ok, b.failure_threshold, b.recovery_timeout or 0.001))
+        report = (model.name, ok, b.failure_threshold, b.recovery_timeout or 0.001)
+        if ok:
+            self._reports.put(report)  # a success can wait for the background thread
+        else:
+            # A failure is reported here and now (one round trip, on a path that has just
+            # spent a failed call): the opening then reaches the fleet before this
+            # process's next attempt. A slow Redis costs one socket timeout, then none
+            # (fleet.py leaves it alone for a cooldown).
+            self._handle(*report)
 
     # ------------------------------------------------------------------ the threads
 
@@ -93,20 +104,22 @@ class FleetBreakers:
 
     def _report(self) -> None:
         while True:
-            name, ok, threshold, recovery = self._reports.get()
-            try:
-                if ok:
-                    self.fleet.record_success(name)
-                elif self.fleet.record_failure(name, threshold, recovery):
-                    self.opened(name, recovery)
-                else:
-                    # Opened before this process listened? Then learn it now: at most one
-                    # failed call per process on a model the fleet already skips.
-                    state = self.fleet.breaker_state(name)
-                    if state is not None and state["state"] == "open":
-                        self.opened(name, float(state["retry_after"]))
-            except Exception:  # never let a report kill the thread
-                logger.debug("fleet report for %r failed", name, exc_info=True)
+            self._handle(*self._reports.get())
+
+    def _handle(self, name: str, ok: bool, threshold: int, recovery: float) -> None:
+        try:
+            if ok:
+                self.fleet.record_success(name)
+            elif self.fleet.record_failure(name, threshold, recovery):
+                self.opened(name, recovery)
+            else:
+                # Opened before this process listened? Then learn it now: at most one
+                # failed call per process on a model the fleet already skips.
+                state = self.fleet.breaker_state(name)
+                if state is not None and state["state"] == "open":
+                    self.opened(name, float(state["retry_after"]))
+        except Exception:  # a report never fails the request nor kills the thread
+            logger.debug("fleet report for %r failed", name, exc_info=True)
 
     def _listen(self) -> None:
         while True:
