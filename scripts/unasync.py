@@ -43,6 +43,7 @@ FILES = [
         "The sync drivers: the twin of ``_drive_async.py``, generated from it.",
         {
             "aget": "get",
+            "alanded": "landed",
             "aput": "put",
             "alead": "lead",
             "aawait_answer": "await_answer",

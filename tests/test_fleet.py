@@ -220,7 +220,9 @@ def _worker(url: str, worker: int, out: Any) -> None:
         time.sleep(0.02)  # a network call's worth, so the processes overlap
         return "answer to " + prompt
 
-    m = LLMManager(redis=url, namespace="fleet8")
+    # Generous socket timeouts: this test is about sharing with a healthy Redis on a
+    # loaded machine (an op past the default 0.1 s is an outage, tested above).
+    m = LLMManager(redis=Fleet.from_url(url, "fleet8", timeout=2.0, connect_timeout=2.0))
     m.register_model("m", model)
     m.set_active_model("m")
     wrong = 0
@@ -282,8 +284,7 @@ def _dead_worker(url: str, worker: int, start: Any, out: Any) -> None:
         raise ConnectionError("provider down")
 
     m = LLMManager(
-        redis=url,
-        namespace="dead8",
+        redis=Fleet.from_url(url, "dead8", timeout=2.0, connect_timeout=2.0),
         failure_threshold=3,
         recovery_timeout=60,
         max_retries=1,

@@ -234,6 +234,12 @@ async def shared(
             led = await fleet.alead(key, m.fleet_lease)  # the leader is gone: take over
         else:
             m._mstats.record_coalesced()
+    if led:
+        # The lease may be free because a leader just finished: its answer landed between
+        # this process's miss and its lead (issue 12's window, fleet-wide). Look again.
+        found = await fleet.alanded(key)
+        if found is not None:
+            await fleet.afinish(key)
     if found is not None:
         record = Record(*found)
         m._store(key, record)

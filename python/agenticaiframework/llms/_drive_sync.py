@@ -207,6 +207,12 @@ def shared(
             led = fleet.lead(key, m.fleet_lease)  # the leader is gone: take over
         else:
             m._mstats.record_coalesced()
+    if led:
+        # The lease may be free because a leader just finished: its answer landed between
+        # this process's miss and its lead (issue 12's window, fleet-wide). Look again.
+        found = fleet.landed(key)
+        if found is not None:
+            fleet.finish(key)
     if found is not None:
         record = Record(*found)
         m._store(key, record)

@@ -783,6 +783,16 @@ class Fleet:
     async def aget(self, key: bytes) -> CacheValue | None:
         return self._count_get(await self._arun(self._op_get(key)))
 
+    def landed(self, key: bytes) -> CacheValue | None:
+        """A second look after :meth:`lead` won: the answer a leader stored just before
+        it let go. Counted as a hit when found, not as another miss."""
+        value = self._run(self._op_get(key))
+        return None if value is None else self._count_get(value)
+
+    async def alanded(self, key: bytes) -> CacheValue | None:
+        value = await self._arun(self._op_get(key))
+        return None if value is None else self._count_get(value)
+
     def put(self, key: bytes, value: CacheValue, ttl: float | None) -> bool:
         """Stores an answer for ``ttl`` seconds (None: until Redis evicts it); True if
         Redis took it. A ``ttl`` <= 0 or an answer over ``max_value_bytes`` is not
