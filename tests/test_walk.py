@@ -112,7 +112,7 @@ def test_a_gate_refuses_like_an_open_breaker_on_every_path() -> None:
     m = manager()
     two_models(m)
     gate = Quota("a", 1)
-    m._gates = (gate,)
+    m._use_gates((gate,), ())
     g: Gate = gate  # the protocol is all a gate needs
     assert g is gate
     # The first try is inline (no walk): a gate is asked when the walk runs, so the

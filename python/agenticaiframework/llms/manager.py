@@ -255,7 +255,7 @@ class LLMManager(ManagerCore):
             )
         with self._config_lock:
             self._serial += 1
-            self._models[name] = Model(
+            self._models[name] = model = Model(
                 name,
                 inference_fn,
                 meta,
@@ -265,8 +265,16 @@ class LLMManager(ManagerCore):
                 self._mstats,
                 self.sync_workers,
             )
+            model.gates, model.observers = self._gates, self._observers
             self._publish()
         logger.info("registered model %r", name)
+
+    def _use_gates(self, gates: tuple[Gate, ...], observers: tuple[Observer, ...]) -> None:
+        """Admission gates and observers (gates.py) for every model, now and later."""
+        with self._config_lock:
+            self._gates, self._observers = tuple(gates), tuple(observers)
+            for m in self._models.values():
+                m.gates, m.observers = self._gates, self._observers
 
     def set_active_model(self, name: str | None) -> None:
         """Makes ``name`` the first model tried (None: only the fallback chain)."""

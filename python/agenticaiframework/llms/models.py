@@ -34,11 +34,13 @@ class Model:
         "cost_in",
         "cost_out",
         "fn",
+        "gates",
         "inline_async",
         "inline_sync",
         "is_async",
         "metadata",
         "name",
+        "observers",
         "policy",
         "pool",
         "serial",
@@ -76,6 +78,10 @@ class Model:
             "metadata['sync_workers']", metadata.get("sync_workers", workers), maximum=MAX_WORKERS
         )
         self.pool: SyncPool | None = None
+        # The manager's admission gates and observers (gates.py), kept here: the walk
+        # reads them per attempt, and a slot is the cheapest read.
+        self.gates: tuple[Any, ...] = ()
+        self.observers: tuple[Any, ...] = ()
         # Whether the drivers may call it directly, with nothing around the call.
         self.inline_sync = not self.is_async
         self.inline_async = self.is_async and self.timeout is None

@@ -116,12 +116,12 @@ class Walk:
 
     def next(self) -> Model | None:
         """The model to call now, its permit taken; None when the route is exhausted."""
-        plan, gates = self.plan, self.m._gates
+        plan = self.plan
         while self.i < len(plan):
             model = self.model = plan[self.i]
             retry = self.attempt > 0
             refused = None
-            for gate in gates:
+            for gate in model.gates:
                 refused = gate.admit(model, retry)
                 if refused is not None:
                     break
@@ -155,7 +155,7 @@ class Walk:
             self._move_on()
             return None
         opened = model.core.failure(token)
-        for o in self.m._observers:
+        for o in model.observers:
             o.observe(model, False)
         if self.kwargs:
             # Secret kwargs may echo back in error text: scrub them there.
@@ -179,7 +179,7 @@ class Walk:
     def succeeded(self, record: Record) -> Record:
         pt, ct = record.prompt_tokens, record.completion_tokens
         self.model.core.success(self.token, pt, ct)
-        for o in self.m._observers:
+        for o in self.model.observers:
             o.observe(self.model, True)
         self.token = 0
         self.finished = True
@@ -191,7 +191,7 @@ class Walk:
         and request's counts and the record, in one native call."""
         m = self.model
         rec = m.core.answered_after(self.token, prompt, text, self.retries, self.fallbacks)
-        for o in self.m._observers:
+        for o in m.observers:
             o.observe(m, True)
         self.token = 0
         self.finished = True
