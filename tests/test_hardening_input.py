@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agenticaiframework._native import ResponseCache
@@ -452,6 +452,9 @@ def test_builtin_values_always_have_a_key(kwargs: dict[str, Any]) -> None:
 )
 @settings(max_examples=200)
 def test_sets_and_non_str_dicts_ignore_order(items: list[Any], seed: Any) -> None:
+    # Items equal but of different types (False and 0) make the set keep whichever came
+    # first, and keys tell False from 0 on purpose: such lists are not this property's.
+    assume(len(set(items)) == len(items))
     shuffled = list(items)
     seed.shuffle(shuffled)
     assert key({"s": set(items)}) == key({"s": set(shuffled)})

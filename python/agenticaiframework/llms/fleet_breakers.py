@@ -22,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -91,8 +92,15 @@ class FleetBreakers:
             if self._started:
                 return
             self._started = True
-            for target, name in ((self._report, "reports"), (self._listen, "events")):
-                threading.Thread(target=target, name=f"agenticai-fleet-{name}", daemon=True).start()
+            # The threads hold this gate weakly: they end once its manager is gone.
+            ref = weakref.ref(self)
+            for target, args, name in (
+                (_report_loop, (ref, self._reports), "reports"),
+                (_listen_loop, (ref, self.fleet), "events"),
+            ):
+                threading.Thread(
+                    target=target, args=args, name=f"agenticai-fleet-{name}", daemon=True
+                ).start()
 
     def opened(self, name: str, retry_after: float) -> None:
         """The fleet opened ``name``: skip it here until ``retry_after`` has passed."""
@@ -101,10 +109,6 @@ class FleetBreakers:
         if model is not None and model.core.breaker.state == "closed":
             model.core.breaker.trip()
             logger.warning("circuit breaker for %r opened fleet-wide", name)
-
-    def _report(self) -> None:
-        while True:
-            self._handle(*self._reports.get())
 
     def _handle(self, name: str, ok: bool, threshold: int, recovery: float) -> None:
         try:
@@ -121,26 +125,58 @@ class FleetBreakers:
         except Exception:  # a report never fails the request nor kills the thread
             logger.debug("fleet report for %r failed", name, exc_info=True)
 
-    def _listen(self) -> None:
-        while True:
-            try:
-                client: Any = self.fleet._new_sync()
-                sub = client.pubsub(ignore_subscribe_messages=True)
-                sub.subscribe(self.fleet.events_channel)
-                while True:
-                    msg = sub.get_message(timeout=1.0)
-                    if msg is None:
-                        continue
-                    event = parse_event(msg.get("data"))
-                    if event is not None and event.event == "open":
-                        self.opened(event.model, event.retry_after)
-                    elif event is not None and event.event == "closed":
-                        self._open.pop(event.model, None)
-            except Exception:
-                # Redis is out: fleet.py has said so once; listen again after a pause.
-                time.sleep(1.0)
+    def _event(self, data: object) -> None:
+        event = parse_event(data)
+        if event is not None and event.event == "open":
+            self.opened(event.model, event.retry_after)
+        elif event is not None and event.event == "closed":
+            self._open.pop(event.model, None)
 
     def _after_fork(self) -> None:
         self._reports = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._started = False  # the threads are the parent's
+
+
+def _report_loop(ref: weakref.ref[FleetBreakers], reports: queue.SimpleQueue[Any]) -> None:
+    while True:
+        try:
+            item = reports.get(timeout=1.0)
+        except queue.Empty:
+            if ref() is None:
+                return
+            continue
+        owner = ref()
+        if owner is None:
+            return
+        owner._handle(*item)
+        del owner
+
+
+def _listen_loop(ref: weakref.ref[FleetBreakers], fleet: Fleet) -> None:
+    sub: Any = None
+    while ref() is not None:
+        try:
+            if sub is None:
+                client: Any = fleet._new_sync()
+                sub = client.pubsub(ignore_subscribe_messages=True)
+                sub.subscribe(fleet.events_channel)
+            msg = sub.get_message(timeout=1.0)
+            owner = ref()
+            if msg is not None and owner is not None:
+                owner._event(msg.get("data"))
+            del owner
+        except Exception:
+            # Redis is out: fleet.py has said so once; listen again after a pause.
+            _closed(sub)
+            sub = None
+            time.sleep(1.0)
+    _closed(sub)
+
+
+def _closed(sub: Any) -> None:
+    if sub is not None:
+        try:
+            sub.close()
+        except Exception:
+            pass
