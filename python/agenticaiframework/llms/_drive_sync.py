@@ -226,8 +226,8 @@ def shared(
             fleet.finish(key)  # let a waiter take over now
         raise
     m._store(key, record)
-    value = (record.text, record.model, record.prompt_tokens, record.completion_tokens)
-    entry = (*value, record.estimated)
+    r = record
+    entry = (r.text, r.model, r.prompt_tokens, r.completion_tokens, r.estimated)
     if led:
         fleet.finish(key, entry, m._cache_ttl)  # stores and lets go: one trip
     else:

@@ -18,10 +18,9 @@ from .._native import Record, ResponseCache
 class Tiers:
     """The cache tiers of one manager (today: the native L1, or none)."""
 
-    __slots__ = ("_peek", "_put", "l1")
+    __slots__ = ("_peek", "_put")
 
     def __init__(self, l1: ResponseCache | None) -> None:
-        self.l1 = l1
         self._put: Callable[..., bool] | None = None if l1 is None else l1.put
         self._peek: Callable[[bytes], Any] | None = None if l1 is None else l1.peek
 
