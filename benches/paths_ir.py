@@ -191,6 +191,7 @@ def describe(repo: Path, workload: Path) -> dict[str, Any]:
         "python": str(python_of(repo)),
         "workload": str(workload),
         "workload_sha": sha12(workload),
+        "manager_kw": os.environ.get("AFW_BENCH_MANAGER_KW", ""),
     }
 
 
@@ -409,12 +410,19 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6, help="timing rounds (>= 5)")
     ap.add_argument("--target-ms", type=float, default=20.0, help="timing loop length")
     ap.add_argument("--reps", type=int, default=5, help="timing loops per subprocess")
+    ap.add_argument(
+        "--manager-kw",
+        help='JSON of extra LLMManager options for every path, e.g. \'{"redis": "redis://..."}\'',
+    )
     ap.add_argument("--json-out")
     ap.add_argument("--table-out")
     ap.add_argument("--child-callgrind", metavar="PATH", help=argparse.SUPPRESS)
     ap.add_argument("--child-timing", metavar="PATH", help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.manager_kw:
+        json.loads(args.manager_kw)  # a typo fails here, not in every child
+        os.environ["AFW_BENCH_MANAGER_KW"] = args.manager_kw  # env_of passes it on
     if args.child_callgrind:
         child_callgrind(args.workload, args.child_callgrind, args.n)
     elif args.child_timing:

@@ -31,6 +31,7 @@ NAMES = {
     "AsyncIterable": "Iterable",
     "wait_async": "wait",
     "inline_async": "inline_sync",
+    "direct_async": "direct_sync",
     "astream_route": "stream_route",
     "__aiter__": "__iter__",
     "__anext__": "__next__",

@@ -352,7 +352,8 @@ def test_breaker_events_are_published(make_fleet: Callable[..., Fleet], raw: Any
     sub = raw.pubsub(ignore_subscribe_messages=True)
     sub.subscribe(f.events_channel)
     poll(lambda: raw.pubsub_numsub(f.events_channel)[0][1] == 1)
-    assert f.record_failure("gpt-4", 1, 0.001)
+    opening = f.record_failure("gpt-4", 1, 0.001)
+    assert opening > 0  # names the opening, as its message does
     got: list[BreakerEvent] = []
 
     def take() -> bool:
@@ -364,14 +365,21 @@ def test_breaker_events_are_published(make_fleet: Callable[..., Fleet], raw: Any
         return len(got) >= 1
 
     poll(take)
-    assert got[0] == BreakerEvent("open", "gpt-4", 0.001)
+    assert got[0] == BreakerEvent("open", "gpt-4", 0.001, opening)
     trial: list[Admission] = []
     poll(lambda: trial.append(f.admit("gpt-4", 1, 5.0)) or trial[-1].trial)
     assert f.record_success("gpt-4", trial[-1].lease)
     poll(lambda: take() and len(got) >= 2)
     assert got[1] == BreakerEvent("closed", "gpt-4", 0.0)
-    sub.close()
     assert parse_event(b"nonsense") is None and parse_event(b'{"v":2}') is None
+    # A failing run's first failure, and the success that ends it, are published too.
+    assert not f.record_failure("gpt-4", 3, 60.0)
+    assert not f.record_failure("gpt-4", 3, 60.0)  # the second of the run: no message
+    assert not f.record_success("gpt-4")
+    assert not f.record_success("gpt-4")  # nothing to reset: no message
+    poll(lambda: take() and len(got) >= 4)
+    assert got[2:] == [BreakerEvent("failing", "gpt-4"), BreakerEvent("clean", "gpt-4")]
+    sub.close()
 
 
 def test_garbage_breaker_keys_read_as_closed_and_are_repaired(
@@ -640,11 +648,11 @@ def test_outage_answers_without_the_fleet_and_rejoins(
     after = bounded(lambda: every_call(f))
     st = after.pop("breaker_state")
     assert st["state"] == "open" and st["failures"] == 1 and 50 < st["retry_after"] <= 60
+    assert after.pop("record_failure") > 0  # it opened: the opening's id
     assert after == {
         "get": V2 if how == "paused" else None,
         "put": True,
         "admit": ADMITTED,
-        "record_failure": True,
         "record_success": False,
         "release_trial": None,
         "lead": True,

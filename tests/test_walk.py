@@ -115,8 +115,9 @@ def test_a_gate_refuses_like_an_open_breaker_on_every_path() -> None:
     m._use_gates((gate,), ())
     g: Gate = gate  # the protocol is all a gate needs
     assert g is gate
-    # The first try is inline (no walk): a gate is asked when the walk runs, so the
-    # request that needs the walk is one whose first attempt did not answer.
+    # A gate without watches() watches every model: the first try goes through the walk
+    # too, so the gate is asked for it (gates.py).
+    assert not m._models["a"].inline_sync and not m._models["b"].inline_async
     state = {"fail": True}
 
     def flaky(p: str, k: dict[str, Any]) -> str:
@@ -128,6 +129,7 @@ def test_a_gate_refuses_like_an_open_breaker_on_every_path() -> None:
     m.set_active_model("a")
     m.set_fallback_chain(["b"])
     r = m.generate_response("p", use_cache=False)  # walk: 'a' admitted once, fails, ...
+    assert gate.asked[:2] == [("a", False), ("a", True)]
     assert r.model == "b"
     kinds = [type(e).__name__ for _, e in r.errors]
     assert kinds[-1] == "AdmissionRejectedError"

@@ -391,6 +391,9 @@ class Ours(Impl):
         self.where = os.path.dirname(agenticaiframework.__file__)
 
     def make(self, fn: Any = answer, backup: Any = None, **kw: Any) -> Any:
+        # Extra LLMManager options for every path, e.g. {"redis": URL} to measure the hot
+        # paths of a fleet member (benches/paths_ir.py --manager-kw).
+        kw.update(json.loads(os.environ.get("AFW_BENCH_MANAGER_KW") or "{}"))
         m = self.LLMManager(sleep=no_sleep, async_sleep=ano_sleep, **kw)
         m.register_model("primary", fn)
         m.set_active_model("primary")

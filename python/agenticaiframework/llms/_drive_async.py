@@ -29,7 +29,7 @@ from .singleflight import LeaderAborted, lead, leading, unlead
 from .walk import Walk
 
 if TYPE_CHECKING:
-    from .fleet import Fleet
+    from .fleet import CacheValue, Fleet
     from .manager import LLMManager
     from .models import Model
 
@@ -253,13 +253,17 @@ async def shared(
             await fleet.afinish(key)  # let a waiter take over now
         raise
     m._store(key, record)
-    r = record
-    entry = (r.text, r.model, r.prompt_tokens, r.completion_tokens, r.estimated)
+    entry = entry_of(record)
     if led:
         await fleet.afinish(key, entry, m._cache_ttl)  # stores and lets go: one trip
     else:
         await fleet.aput(key, entry, m._cache_ttl)
     return record, walk.attempts, walk.errors
+
+
+def entry_of(r: Record) -> CacheValue:
+    """A record as the shared tier keeps it."""
+    return (r.text, r.model, r.prompt_tokens, r.completion_tokens, r.estimated)
 
 
 async def run(
@@ -278,7 +282,7 @@ async def run(
                 await pause(m, wait)
         while (model := walk.next()) is not None:
             try:
-                if model.inline_async and timeout is None:  # sync-only: if model.inline_sync:
+                if model.direct_async and timeout is None:  # sync-only: if model.direct_sync:
                     out = await model.fn(prompt, kwargs)
                 else:
                     out = await call(m, model, prompt, kwargs, timeout, walk)
@@ -316,6 +320,18 @@ async def astream_route(  # sync-only: def stream_route(
         return
     if plan is None:
         m._no_route()
+    fleet = m._fleet if key is not None else None
+    if fleet is not None:
+        # The shared tier answers a stream as it answers a call: the text in one chunk.
+        # Streams do not wait on the fleet's single-flight: a follower would see no
+        # text before the leader's last chunk.
+        found = await fleet.aget(key)
+        if found is not None:
+            record = Record(*found)
+            m._store(key, record)
+            m._mstats.record_success()
+            yield record.text
+            return
     walk = Walk(m, plan, kwargs)
     try:
         while (model := walk.next()) is not None:
@@ -346,6 +362,8 @@ async def astream_route(  # sync-only: def stream_route(
             record = walk.succeeded(streamed("".join(parts), model.name, prompt, usage))
             if key is not None:
                 m._store(key, record)
+                if fleet is not None:
+                    await fleet.aput(key, entry_of(record), m._cache_ttl)
             return
         raise walk.exhausted()
     except BaseException:

@@ -17,7 +17,7 @@ from .singleflight import LeaderAborted, lead, leading, unlead
 from .walk import Walk
 
 if TYPE_CHECKING:
-    from .fleet import Fleet
+    from .fleet import CacheValue, Fleet
     from .manager import LLMManager
     from .models import Model
 
@@ -226,13 +226,17 @@ def shared(
             fleet.finish(key)  # let a waiter take over now
         raise
     m._store(key, record)
-    r = record
-    entry = (r.text, r.model, r.prompt_tokens, r.completion_tokens, r.estimated)
+    entry = entry_of(record)
     if led:
         fleet.finish(key, entry, m._cache_ttl)  # stores and lets go: one trip
     else:
         fleet.put(key, entry, m._cache_ttl)
     return record, walk.attempts, walk.errors
+
+
+def entry_of(r: Record) -> CacheValue:
+    """A record as the shared tier keeps it."""
+    return (r.text, r.model, r.prompt_tokens, r.completion_tokens, r.estimated)
 
 
 def run(
@@ -251,7 +255,7 @@ def run(
                 pause(m, wait)
         while (model := walk.next()) is not None:
             try:
-                if model.inline_sync:
+                if model.direct_sync:
                     out = model.fn(prompt, kwargs)
                 else:
                     out = call(m, model, prompt, kwargs, timeout, walk)
@@ -289,6 +293,18 @@ def stream_route(
         return
     if plan is None:
         m._no_route()
+    fleet = m._fleet if key is not None else None
+    if fleet is not None:
+        # The shared tier answers a stream as it answers a call: the text in one chunk.
+        # Streams do not wait on the fleet's single-flight: a follower would see no
+        # text before the leader's last chunk.
+        found = fleet.get(key)
+        if found is not None:
+            record = Record(*found)
+            m._store(key, record)
+            m._mstats.record_success()
+            yield record.text
+            return
     walk = Walk(m, plan, kwargs)
     try:
         while (model := walk.next()) is not None:
@@ -319,6 +335,8 @@ def stream_route(
             record = walk.succeeded(streamed("".join(parts), model.name, prompt, usage))
             if key is not None:
                 m._store(key, record)
+                if fleet is not None:
+                    fleet.put(key, entry_of(record), m._cache_ttl)
             return
         raise walk.exhausted()
     except BaseException:

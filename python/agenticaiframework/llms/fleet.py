@@ -89,15 +89,19 @@ class Admission(NamedTuple):
 
 ADMITTED = Admission(True, False, 0.0, None)
 
+EVENTS = ("open", "closed", "failing", "clean")
+
 
 @dataclass(frozen=True, slots=True)
 class BreakerEvent:
     """A message on the events channel: a fleet breaker opened (``retry_after``: its
-    recovery timeout, in seconds) or closed."""
+    recovery timeout, in seconds) or closed; a model's failures began to be counted
+    (``failing``) or were reset by a success (``clean``)."""
 
     event: str
     model: str
     retry_after: float = 0.0
+    opening: int = 0  # an opening's id (its end in ms of Redis time); 0 if not one
 
 
 # ---------------------------------------------------------------------------- scripts
@@ -147,8 +151,10 @@ return {1, 1, 0}
 )
 
 # KEYS: breaker hash, trials zset. ARGV: threshold, recovery_ms, lease id ('' if not a
-# trial), state_ttl_ms, channel, model. -> 1 when this report opened the breaker.
+# trial), state_ttl_ms, channel, model. -> when this report opened the breaker, the
+# opening's end (ms of Redis time; it names the opening in its message), else 0.
 # Closed: one more consecutive failure; at the threshold it opens until now + recovery.
+# The first failure of a run is published ('failing': processes then report successes).
 # Half-open (past open_until): a trial's failure reopens it. Open: a late report of a call
 # admitted before it opened changes nothing. A trial's lease is dropped in every case.
 FAILURE = (
@@ -166,19 +172,23 @@ local f = (tonumber(field(KEYS[1], 'f', false)) or 0) + 1
 redis.call('HSET', KEYS[1], 'f', f)
 if not u and f < tonumber(ARGV[1]) then
   redis.call('PEXPIRE', KEYS[1], ttl)
+  if f == 1 then
+    redis.call('PUBLISH', ARGV[5], cjson.encode({v = 1, event = 'failing', model = ARGV[6]}))
+  end
   return 0
 end
 redis.call('HSET', KEYS[1], 'u', now + rt)
 redis.call('PEXPIRE', KEYS[1], rt + ttl)
-redis.call('PUBLISH', ARGV[5],
-  cjson.encode({v = 1, event = 'open', model = ARGV[6], retry_after = rt / 1000}))
-return 1
+redis.call('PUBLISH', ARGV[5], cjson.encode(
+  {v = 1, event = 'open', model = ARGV[6], retry_after = rt / 1000, opening = now + rt}))
+return now + rt
 """
 )
 
 # KEYS: breaker hash, trials zset. ARGV: lease id ('' if not a trial), channel, model.
 # -> 1 when this report closed the breaker. Closed: the consecutive failures are reset
-# (the hash deleted). Half-open: a trial's success closes it. Open: nothing changes.
+# (the hash deleted; 'clean' published if there were any). Half-open: a trial's success
+# closes it. Open: nothing changes.
 SUCCESS = (
     _NOW
     + _FIELD
@@ -187,7 +197,9 @@ local trial = ARGV[1] ~= ''
 if trial then redis.pcall('ZREM', KEYS[2], ARGV[1]) end
 local u = tonumber(field(KEYS[1], 'u', true))
 if not u then
-  redis.call('DEL', KEYS[1])
+  if redis.call('DEL', KEYS[1]) == 1 then
+    redis.call('PUBLISH', ARGV[2], cjson.encode({v = 1, event = 'clean', model = ARGV[3]}))
+  end
   return 0
 end
 if not trial or now_ms() < u then return 0 end
@@ -297,11 +309,12 @@ def parse_event(data: object) -> BreakerEvent | None:
         if not isinstance(doc, dict) or doc.get("v") != 1:
             return None
         event, model = doc.get("event"), doc.get("model")
-        if event not in ("open", "closed") or not isinstance(model, str):
+        if event not in EVENTS or not isinstance(model, str):
             return None
-        ra = doc.get("retry_after", 0)
+        ra, op = doc.get("retry_after", 0), doc.get("opening", 0)
         retry_after = float(ra) if isinstance(ra, (int, float)) and ra >= 0 else 0.0
-        return BreakerEvent(event, model, retry_after)
+        opening = op if type(op) is int and op > 0 else 0
+        return BreakerEvent(event, model, retry_after, opening)
     except Exception:
         return None
 
@@ -369,6 +382,10 @@ class _Op(Generic[T]):
 
 def _as_bool(raw: Any) -> bool:
     return bool(raw)
+
+
+def _as_int(raw: Any) -> int:
+    return int(raw)
 
 
 def _as_none(raw: Any) -> None:
@@ -585,7 +602,7 @@ class Fleet:
             self.events_channel,
             model,
         )
-        return _Op("record_failure", _FAILURE, args, 2, _as_bool, False)
+        return _Op("record_failure", _FAILURE, args, 2, _as_int, 0)
 
     def _op_success(self, model: str, lease: str | None) -> _Op[bool]:
         keys = self._breaker_keys(model)
@@ -634,6 +651,11 @@ class Fleet:
         for p in self._secrets:
             text = text.replace(p, "***")
         return _secrets.redact_text(text)
+
+    @property
+    def up(self) -> bool:
+        """Whether Redis answered the last call (no outage, no cooldown)."""
+        return not self._out and self._clock() >= self._down_until
 
     def _skip(self) -> bool:
         """Whether Redis is being left alone (an outage's cooldown)."""
@@ -818,15 +840,16 @@ class Fleet:
 
     def record_failure(
         self, model: str, threshold: int, recovery_timeout: float, lease: str | None = None
-    ) -> bool:
-        """A failed call (``lease``: its trial lease, if it was one). True when this report
-        opened the breaker fleet-wide (for ``recovery_timeout`` seconds of Redis time);
-        the opening is published on :attr:`events_channel`."""
+    ) -> int:
+        """A failed call (``lease``: its trial lease, if it was one). Non-zero when this
+        report opened the breaker fleet-wide (for ``recovery_timeout`` seconds of Redis
+        time): the opening's ``opening`` id, as in its message on :attr:`events_channel`;
+        0 otherwise (or without Redis)."""
         return self._run(self._op_failure(model, threshold, recovery_timeout, lease))
 
     async def arecord_failure(
         self, model: str, threshold: int, recovery_timeout: float, lease: str | None = None
-    ) -> bool:
+    ) -> int:
         return await self._arun(self._op_failure(model, threshold, recovery_timeout, lease))
 
     def record_success(self, model: str, lease: str | None = None) -> bool:

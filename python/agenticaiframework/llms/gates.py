@@ -7,6 +7,12 @@ a refused model is skipped like one whose breaker is open, and the refusal is on
 request's errors (:class:`AdmissionRejectedError`). Gates run on every attempt, so they
 stay synchronous and cheap: a gate that needs I/O keeps its state where a lookup is
 local (the native core, or a cache refreshed off the request path).
+
+The first try is made inline, in front of the walk, where no gate is asked, only while
+no gate watches the model (``Model.watch``). A gate watches every model unless it has a
+``watches(name)`` method: then it watches a model only while that says True, and calls
+``Model.watch`` itself when the answer changes (fleet_breakers.py: a model is watched
+while the fleet counts failures of it; a clean model's first try stays inline).
 """
 
 from __future__ import annotations
@@ -39,10 +45,20 @@ class Gate(Protocol):
 
 
 class Observer(Protocol):
-    """Told each outcome of an attempt the walk made (``ok``: it answered), e.g. to
-    count failures fleet-wide. Called on the request's thread: keep it to a queue put."""
+    """Told each outcome of an attempt the walk made (``ok``: it answered; None: it ended
+    without an outcome, cancelled or never started), e.g. to count failures fleet-wide.
+    Called on the request's thread: keep it to a queue put."""
 
-    def observe(self, model: Model, ok: bool) -> None: ...
+    def observe(self, model: Model, ok: bool | None) -> None: ...
 
 
-__all__ = ["Gate", "Observer", "Rejected"]
+def watched(gates: tuple[Gate, ...], name: str) -> bool:
+    """Whether any of ``gates`` watches the model ``name`` now."""
+    for g in gates:
+        watches = getattr(g, "watches", None)
+        if watches is None or watches(name):
+            return True
+    return False
+
+
+__all__ = ["Gate", "Observer", "Rejected", "watched"]

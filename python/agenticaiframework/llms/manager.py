@@ -36,7 +36,7 @@ from .cache import Tiers
 from .circuit_breaker import CircuitBreaker, native_clock
 from .classify import Classifier, default_retryable, make_policy
 from .errors import LLMError, NoModelConfiguredError, UnknownModelError
-from .gates import Gate, Observer
+from .gates import Gate, Observer, watched
 from .models import MAX_WORKERS, InferenceFn, Model, check_prompt
 from .retry import Backoff, Jitter
 from .singleflight import SingleFlight
@@ -188,7 +188,9 @@ class LLMManager(ManagerCore):
         if self._fleet is not None:
             from .fleet_breakers import FleetBreakers
 
-            shared = FleetBreakers(self._fleet, lambda name: self._models.get(name), clock)
+            shared = FleetBreakers(
+                self._fleet, lambda name: self._models.get(name), clock, self.fleet_lease
+            )
             self._gates, self._observers = (shared,), (shared,)
         # Serialises configuration writers only; requests read a published snapshot.
         self._config_lock = threading.Lock()
@@ -266,6 +268,7 @@ class LLMManager(ManagerCore):
                 self.sync_workers,
             )
             model.gates, model.observers = self._gates, self._observers
+            model.watch(watched(self._gates, name))
             self._publish()
         logger.info("registered model %r", name)
 
@@ -275,6 +278,7 @@ class LLMManager(ManagerCore):
             self._gates, self._observers = tuple(gates), tuple(observers)
             for m in self._models.values():
                 m.gates, m.observers = self._gates, self._observers
+                m.watch(watched(self._gates, m.name))
 
     def set_active_model(self, name: str | None) -> None:
         """Makes ``name`` the first model tried (None: only the fallback chain)."""

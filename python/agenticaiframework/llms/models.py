@@ -33,6 +33,8 @@ class Model:
         "core",
         "cost_in",
         "cost_out",
+        "direct_async",
+        "direct_sync",
         "fn",
         "gates",
         "inline_async",
@@ -82,9 +84,11 @@ class Model:
         # reads them per attempt, and a slot is the cheapest read.
         self.gates: tuple[Any, ...] = ()
         self.observers: tuple[Any, ...] = ()
-        # Whether the drivers may call it directly, with nothing around the call.
-        self.inline_sync = not self.is_async
-        self.inline_async = self.is_async and self.timeout is None
+        # Whether the walk may call it directly, with nothing around the call; and whether
+        # the first try may be made inline, in front of the walk (not while a policy
+        # watches the model: see watch()).
+        self.direct_sync = self.inline_sync = not self.is_async
+        self.direct_async = self.inline_async = self.is_async and self.timeout is None
         both = _price("cost_per_1k_tokens", metadata.get("cost_per_1k_tokens"))
         self.cost_in = _price("cost_per_1k_input_tokens", metadata.get("cost_per_1k_input_tokens"))
         self.cost_out = _price(
@@ -94,6 +98,15 @@ class Model:
             self.cost_in = both
         if self.cost_out is None:
             self.cost_out = both
+
+    def watch(self, on: bool) -> None:
+        """While watched, every attempt goes through the walk (its gates are asked and its
+        observers told), the first try included; unwatched, the first try is made inline,
+        which asks no gate. A policy watches a model while its gates may refuse it or its
+        observers need each outcome (fleet_breakers.py: while the fleet counts failures
+        of it). Attribute writes: safe from any thread; a request reads one or the other."""
+        self.inline_sync = self.direct_sync and not on
+        self.inline_async = self.direct_async and not on
 
     def sync_pool(self) -> SyncPool:
         pool = self.pool

@@ -151,6 +151,8 @@ class Walk:
         if isinstance(exc, WorkersBusyError):
             # Never started: not the model's failure. Its permit goes back; next model.
             model.core.cancel(token)
+            for o in model.observers:
+                o.observe(model, None)
             logger.warning("%s", str(exc))
             self._move_on()
             return None
@@ -201,6 +203,8 @@ class Walk:
         """A stream failed after its first chunk: no retry (the caller has seen text)."""
         model = self.model
         opened = model.core.failure(self.token)
+        for o in model.observers:
+            o.observe(model, False)
         self.token = 0
         self._log_failure(exc, opened)
         self.finished = True
@@ -223,8 +227,11 @@ class Walk:
         """A BaseException (cancellation, KeyboardInterrupt, an abandoned stream): the
         open attempt's permit goes back, and the request is counted cancelled, once."""
         if self.token:
-            self.model.core.cancel(self.token)
+            model = self.model
+            model.core.cancel(self.token)
             self.token = 0
+            for o in model.observers:
+                o.observe(model, None)
         if not self.finished:
             self.finished = True
             self.m._mstats.record_cancelled(self.retries, self.fallbacks)
