@@ -589,7 +589,7 @@ class Fleet:
 
     def _op_failure(
         self, model: str, threshold: int, recovery_timeout: float, lease: str | None
-    ) -> _Op[bool]:
+    ) -> _Op[int]:
         keys = self._breaker_keys(model)
         if not (isinstance(threshold, int) and threshold >= 1):
             raise ValueError("threshold must be an int >= 1")
