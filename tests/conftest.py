@@ -12,4 +12,4 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 # A real redis-server for the fleet tier's tests (tests/redis_server.py).
-from redis_server import redis_server, redis_srv  # noqa: E402, F401
+from redis_server import redis_clu, redis_cluster, redis_server, redis_srv  # noqa: E402, F401

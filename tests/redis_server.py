@@ -5,8 +5,13 @@ test that asks for ``redis_srv``; tests may stop it, restart it (same port, empt
 is saved) and pause it (SIGSTOP: its sockets stay open but nothing answers). It is killed
 at teardown, and on Linux also if this process dies first (PR_SET_PDEATHSIG).
 
-Without a ``redis-server`` on PATH these tests are skipped: ``make redis-server`` installs
-Debian's package (``apt-get install redis-server``).
+``redis_cluster`` (session) and ``redis_clu`` (per test) are a real 3-master Redis Cluster
+of three such servers (``--cluster-enabled yes``, no replicas), formed by ``redis-cli
+--cluster create``; tests may kill all of its nodes and start them again (each keeps its
+``nodes.conf``, so the same cluster forms again, empty).
+
+Without a ``redis-server`` (and, for the cluster, ``redis-cli``) on PATH these tests are
+skipped: ``make redis-server`` installs Debian's package (``apt-get install redis-server``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,24 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_port(taken: set[int]) -> int:
+    """A free port P whose cluster bus port (P + 10000) is free too."""
+    for _ in range(1000):
+        port = free_port()
+        if port <= 55535 and not {port, port + 10000} & taken and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -139,9 +162,88 @@ class RedisServer:
         reply = _send(self.port, b"FLUSHALL", 5.0)
         assert reply.startswith(b"+OK"), reply
 
+    def cluster_ok(self) -> bool:
+        """Whether this node sees the cluster as up (CLUSTER INFO's first line)."""
+        try:
+            return b"cluster_state:ok" in _send(self.port, b"CLUSTER INFO", 0.5)
+        except OSError:
+            return False
+
     def cleanup(self) -> None:
         self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``masters`` nodes (no replicas) on loopback ports."""
+
+    def __init__(self, binary: str, cli: str, masters: int = 3) -> None:
+        self.cli = cli
+        taken: set[int] = set()
+        self.nodes: list[RedisServer] = []
+        for _ in range(masters):
+            port = free_cluster_port(taken)
+            taken |= {port, port + 10000}
+            node = RedisServer(
+                binary,
+                port,
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000",
+            )  # fmt: skip
+            self.nodes.append(node)
+
+    @property
+    def url(self) -> str:
+        """The fleet's URL: one node; the client discovers the others."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/"
+
+    def __repr__(self) -> str:
+        return f"RedisClusterServers(ports={[n.port for n in self.nodes]})"
+
+    @property
+    def running(self) -> bool:
+        return all(n.running for n in self.nodes)
+
+    def create(self) -> None:
+        """Starts the nodes and forms the cluster (once; later starts reuse nodes.conf)."""
+        for n in self.nodes:
+            n.start()
+        args = [self.cli, "--cluster", "create"]
+        args += [f"127.0.0.1:{n.port}" for n in self.nodes]
+        args += ["--cluster-replicas", "0", "--cluster-yes"]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            self.cleanup()
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}{done.stderr}")
+        self.wait_ok()
+
+    def start(self) -> None:
+        """Starts the nodes that are down; returns once every node says cluster_state:ok."""
+        for n in self.nodes:
+            n.resume()
+            n.start()
+        self.wait_ok()
+
+    def wait_ok(self, within: float = 30.0) -> None:
+        deadline = time.monotonic() + within
+        while not all(n.cluster_ok() for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self!r}: cluster_state is not ok")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Kills every node (the whole cluster down)."""
+        for n in self.nodes:
+            n.kill()
+
+    def flush(self) -> None:
+        for n in self.nodes:
+            n.flush()
+
+    def cleanup(self) -> None:
+        for n in self.nodes:
+            n.cleanup()
 
 
 def redis_binary() -> str | None:
@@ -190,4 +292,46 @@ def redis_srv(redis_server: RedisServer) -> Iterator[RedisServer]:
     redis_server.start()
 
 
-__all__ = ["RedisServer", "free_port", "redis_server", "redis_srv", "running_server"]
+CLUSTER_SKIP_REASON = (
+    "redis-server and redis-cli are needed on PATH for the cluster tests: `make "
+    "redis-server` installs both as root on Debian (apt-get install redis-server)"
+)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """The session's 3-master Redis Cluster (see ``redis_clu`` for a clean one per test)."""
+    pytest.importorskip("redis", reason="redis-py is not installed (requirements-dev.txt)")
+    binary, cli = redis_binary(), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        pytest.skip(CLUSTER_SKIP_REASON)
+    cluster = RedisClusterServers(binary, cli)
+    atexit.register(cluster.cleanup)
+    try:
+        cluster.create()
+        yield cluster
+    finally:
+        cluster.cleanup()
+        atexit.unregister(cluster.cleanup)
+
+
+@pytest.fixture
+def redis_clu(redis_cluster: RedisClusterServers) -> Iterator[RedisClusterServers]:
+    """The session's cluster, every node running and empty; put back so after the test."""
+    redis_cluster.start()
+    redis_cluster.flush()
+    yield redis_cluster
+    redis_cluster.start()
+
+
+__all__ = [
+    "RedisClusterServers",
+    "RedisServer",
+    "free_cluster_port",
+    "free_port",
+    "redis_clu",
+    "redis_cluster",
+    "redis_server",
+    "redis_srv",
+    "running_server",
+]

@@ -1,10 +1,20 @@
 """The fleet tier: a response cache, breakers and single-flight shared through Redis.
 
 Every process of a fleet (gunicorn workers, pods) keeps its own native L1 cache, breakers
-and flights; this module is the state they share, in one Redis server. It knows nothing of
-the manager: it takes plain arguments (16-byte cache keys, model names, numbers) and
-gives plain answers, sync (``redis.Redis``) and async (``redis.asyncio.Redis``, one client
-per event loop: an asyncio client must not be shared across loops).
+and flights; this module is the state they share, in one Redis server or one Redis
+Cluster. It knows nothing of the manager: it takes plain arguments (16-byte cache keys,
+model names, numbers) and gives plain answers, sync (``redis.Redis``) and async
+(``redis.asyncio.Redis``, one client per event loop: an asyncio client must not be shared
+across loops).
+
+**Redis Cluster**: a ``redis+cluster://`` (``rediss+cluster://`` for TLS) URL names one
+node of the cluster (the client discovers the others); the clients are then
+``redis.cluster.RedisCluster`` and ``redis.asyncio.cluster.RedisCluster``, the sync one
+made on first use (its constructor talks to the cluster). Every script's KEYS share one
+hash tag, so each runs on the one node that owns that slot (EVALSHA; EVAL when that node
+lacks the script). The events channel is classic pub/sub, which a cluster forwards to
+every node: the listener subscribes through a plain client of one node
+(:meth:`Fleet._new_subscriber`).
 
 **Redis is optional at every call.** Each method catches Redis errors and timeouts (the
 sockets' timeouts are short: 0.1 s per operation, 0.2 s to connect, by default) and
@@ -35,6 +45,7 @@ import json
 import logging
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -44,10 +55,19 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsp
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.connection import parse_url
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -64,12 +84,16 @@ fields of the native ``Record``."""
 VALUE_PREFIX = b"v1\x00"
 
 # What an outage looks like (as opposed to an answer Redis gave: ResponseError and
-# friends). redis-py's AuthenticationError and BusyLoadingError are ConnectionErrors.
+# friends). redis-py's AuthenticationError and BusyLoadingError are ConnectionErrors. A
+# cluster client raises RedisClusterException (not a RedisError) when no node answers or
+# the slots are not covered, and CLUSTERDOWN (a ResponseError) while the cluster is down.
 _OUTAGE: tuple[type[BaseException], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     OSError,
     asyncio.TimeoutError,
+    RedisClusterException,
+    ClusterDownError,
 )
 _ERRORS: tuple[type[BaseException], ...] = (RedisError, *_OUTAGE)
 
@@ -357,6 +381,44 @@ def _passwords(url: str) -> tuple[str, ...]:
     return tuple(sorted({p for p in found if p}, key=len, reverse=True))
 
 
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """For a Redis Cluster URL (``redis+cluster://``, ``rediss+cluster://``), the URL
+    redis-py's cluster clients take (``redis://``, ``rediss://``); None for another."""
+    scheme, sep, rest = url.partition("://") if isinstance(url, str) else ("", "", "")
+    plain = _CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    return None if plain is None else f"{plain}://{rest}"
+
+
+def _check_cluster_url(url: str) -> tuple[str, int]:
+    """The node a cluster URL names; ValueError for what a cluster cannot take."""
+    opts: dict[str, Any] = cast(Any, parse_url)(url)  # untyped in redis-py
+    if int(opts.get("db") or 0) != 0:
+        raise ValueError("a Redis Cluster has database 0 only")
+    host = opts.get("host")
+    if not isinstance(host, str) or not host:
+        raise ValueError("a cluster URL names a node: host[:port]")
+    return host, int(opts.get("port") or 6379)
+
+
+def _node_url(url: str, host: str, port: int) -> str:
+    """``url`` (a plain redis:// or rediss:// URL) pointed at another node: same userinfo,
+    query and TLS (a URL's own host and port win over redis-py's keyword arguments)."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    h = f"[{host}]" if ":" in host else host
+    netloc = f"{userinfo}@{h}:{port}" if userinfo else f"{h}:{port}"
+    return urlunsplit((parts.scheme, netloc, "/0", parts.query, ""))
+
+
+# redis-py < 6 counts a cluster client's retries in cluster_error_retry_attempts (6.0
+# deprecates it for the retry object, which it then ignores).
+_REDIS_MAJOR = int(redis.__version__.split(".")[0]) if redis.__version__[:1].isdigit() else 0
+_CLUSTER_RETRY_KW: dict[str, Any] = {"cluster_error_retry_attempts": 0} if _REDIS_MAJOR < 6 else {}
+
+
 def _tag(name: str) -> str:
     """A name made safe inside a hash tag (and readable)."""
     return name.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
@@ -425,7 +487,8 @@ def _ms(seconds: float) -> int:
 
 
 class Fleet:
-    """The state a fleet of processes shares through one Redis server, under a namespace.
+    """The state a fleet of processes shares through one Redis server (or one Redis
+    Cluster), under a namespace.
 
     Make one with :meth:`from_url`. Thread-safe; the async methods may run on any number
     of event loops (each gets its own client)."""
@@ -452,6 +515,8 @@ class Fleet:
         if not (isinstance(cooldown, (int, float)) and cooldown >= 0):
             raise ValueError("cooldown must be >= 0 seconds")
         self._url = url
+        # A cluster's plain URL (redis:// or rediss://), or None for one server.
+        self._cluster_url = cluster_url(url)
         self._masked = mask_url(url)
         self._secrets = _passwords(url)
         for p in self._secrets:
@@ -472,9 +537,16 @@ class Fleet:
             "socket_connect_timeout": self._connect_timeout,
             "health_check_interval": 0,
         }
-        self._sync: redis.Redis | None = None
+        self._sync: redis.Redis | redis.cluster.RedisCluster | None = None
+        self._client_lock = threading.Lock()
         try:
-            self._sync = self._new_sync()
+            if self._cluster_url is None:
+                self._sync = self._new_sync()
+            else:
+                # A cluster client's constructor asks a node for the slots: made on first
+                # use (under a call's error handling), like a connection. The URL is
+                # checked now.
+                _check_cluster_url(self._cluster_url)
         except Exception as exc:  # its message may quote the URL
             raise ValueError(
                 f"not a Redis URL: {self._masked} ({self._redact(str(exc))})"
@@ -497,7 +569,9 @@ class Fleet:
         max_value_bytes: int = 1 << 20,
     ) -> Fleet:
         """A fleet on the Redis server at ``url`` (``redis://``, ``rediss://``,
-        ``unix://``), its keys under ``namespace``. No connection is made until a call.
+        ``unix://``), or on the Redis Cluster one of whose nodes it names
+        (``redis+cluster://host:port/``, ``rediss+cluster://``), its keys under
+        ``namespace``. No connection is made until a call.
 
         ``connect_timeout``/``timeout``: the sockets' (seconds); ``cooldown``: how long
         Redis is left alone after an outage is seen; ``clock``: for the cooldown;
@@ -520,7 +594,9 @@ class Fleet:
         self._lock = threading.Lock()
         # A leader's lease value: this Fleet in this process (a forked child gets its own).
         self._token = os.urandom(12).hex()
-        self._aclients: dict[asyncio.AbstractEventLoop, redis.asyncio.Redis] = {}
+        self._aclients: dict[
+            asyncio.AbstractEventLoop, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+        ] = {}
         self._down_until = -math.inf
         self._out = False
         self._warned_kinds: set[str] = set()
@@ -530,7 +606,8 @@ class Fleet:
     def _after_fork(self) -> None:
         # The parent's sockets and loops are not ours: new clients, made on first use
         # (the old ones are dropped, never closed: closing would touch shared sockets).
-        self._sync = self._new_sync()
+        self._sync = self._new_sync() if self._cluster_url is None else None
+        self._client_lock = threading.Lock()
         self._reset()
 
     def __repr__(self) -> str:
@@ -540,6 +617,11 @@ class Fleet:
     def url(self) -> str:
         """The server's URL, its password masked."""
         return self._masked
+
+    @property
+    def cluster(self) -> bool:
+        """Whether this fleet's Redis is a Redis Cluster (a ``+cluster`` URL)."""
+        return self._cluster_url is not None
 
     # ------------------------------------------------------------------------ keys
 
@@ -674,7 +756,7 @@ class Fleet:
                 logger.info("fleet: Redis at %s answers again; sharing resumed", self._masked)
 
     def _failed(self, op: _Op[T], exc: BaseException) -> T:
-        if op.lenient and isinstance(exc, ResponseError):
+        if op.lenient and isinstance(exc, ResponseError) and not isinstance(exc, _OUTAGE):
             return op.default  # Redis answered: what is under the key is not ours
         outage = isinstance(exc, _OUTAGE)
         kind = type(exc).__name__
@@ -716,19 +798,43 @@ class Fleet:
         except Exception:  # a reply of an unexpected shape: the answer without Redis
             return op.default
 
-    def _new_sync(self) -> redis.Redis:
+    def _new_sync(self) -> redis.Redis | redis.cluster.RedisCluster:
+        """A new sync client: no retries (one try per call), the short timeouts. For a
+        cluster this asks a node for the slots (and raises when none answers)."""
+        if self._cluster_url is not None:
+            return redis.cluster.RedisCluster.from_url(
+                self._cluster_url, retry=Retry(NoBackoff(), 0), **_CLUSTER_RETRY_KW, **self._kw
+            )
         return redis.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0), **self._kw)
 
-    def _client(self) -> redis.Redis:
+    def _new_subscriber(self) -> redis.Redis:
+        """A client for the events channel's subscription. One server: a client of it. A
+        cluster: a plain client of one of its nodes, chosen at random among those the
+        cluster client knows (the URL's node when it knows none): classic pub/sub is
+        forwarded to every node of a cluster, so any node hears every PUBLISH."""
+        if self._cluster_url is None:
+            return cast(redis.Redis, self._new_sync())
+        nodes = [_check_cluster_url(self._cluster_url)]
+        try:
+            known = cast(Any, self._client()).get_nodes()
+            nodes = [(n.host, int(n.port)) for n in known] or nodes
+        except Exception:  # the cluster is out: the URL's node, tried as well as any
+            pass
+        host, port = random.choice(nodes)
+        return redis.Redis.from_url(
+            _node_url(self._cluster_url, host, port), retry=Retry(NoBackoff(), 0), **self._kw
+        )
+
+    def _client(self) -> redis.Redis | redis.cluster.RedisCluster:
         c = self._sync
         if c is None:
-            with self._lock:
+            with self._client_lock:
                 c = self._sync
                 if c is None:
                     c = self._sync = self._new_sync()
         return c
 
-    def _aclient(self) -> redis.asyncio.Redis:
+    def _aclient(self) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
         loop = asyncio.get_running_loop()
         c = self._aclients.get(loop)
         if c is None:
@@ -739,11 +845,17 @@ class Fleet:
                     # them; a closed loop cannot run the clients' close).
                     for old in [lp for lp in self._aclients if lp.is_closed()]:
                         del self._aclients[old]
-                    c = redis.asyncio.Redis.from_url(
-                        self._url, retry=AsyncRetry(NoBackoff(), 0), **self._kw
-                    )
+                    c = self._new_async()
                     self._aclients[loop] = c
         return c
+
+    def _new_async(self) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
+        # A cluster's asyncio client connects on its first command (not here).
+        if self._cluster_url is not None:
+            return redis.asyncio.cluster.RedisCluster.from_url(
+                self._cluster_url, retry=AsyncRetry(NoBackoff(), 0), **_CLUSTER_RETRY_KW, **self._kw
+            )
+        return redis.asyncio.Redis.from_url(self._url, retry=AsyncRetry(NoBackoff(), 0), **self._kw)
 
     def _run(self, op: _Op[T]) -> T:
         if self._skip():
@@ -754,6 +866,9 @@ class Fleet:
             if s is None:
                 raw = cast(Any, c).execute_command(*op.args)  # untyped in redis-py
             else:
+                # A cluster client sends both to the node owning the first key's slot
+                # (all of a script's KEYS share one hash tag): a node that has not seen
+                # the script yet answers NOSCRIPT, and EVAL leaves it cached there.
                 try:
                     raw = c.evalsha(s.sha, op.nkeys, *op.args)
                 except NoScriptError:  # a restarted (or flushed) server: one more trip

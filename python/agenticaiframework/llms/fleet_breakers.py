@@ -306,7 +306,7 @@ def _listen_loop(ref: weakref.ref[FleetBreakers], fleet: Fleet) -> None:
     while ref() is not None:
         try:
             if sub is None:
-                client: Any = fleet._new_sync()
+                client: Any = fleet._new_subscriber()  # one server, or one cluster node
                 sub = client.pubsub(ignore_subscribe_messages=True)
                 sub.subscribe(fleet.events_channel)
             msg = sub.get_message(timeout=1.0)
