@@ -379,6 +379,22 @@ async def abare_fallback(prompt: str, kwargs: dict[str, Any]) -> str:
 # --------------------------------------------------------------------- ours
 
 
+def settle(m: Any) -> None:
+    """Waits until a fleet manager's event listener has connected and subscribed: that
+    start-up (imports, a connection) runs once, on its own thread, and would otherwise
+    land in whichever of two measured runs lasts long enough to see it."""
+    import redis
+
+    fleet = m._fleet
+    r = redis.Redis.from_url(fleet._url)
+    for _ in range(2000):
+        if r.pubsub_numsub(fleet.events_channel)[0][1] >= 1:
+            break
+        time.sleep(0.01)
+    r.close()
+    time.sleep(0.5)  # and gone back to waiting
+
+
 class Ours(Impl):
     name = "ours"
 
@@ -393,8 +409,13 @@ class Ours(Impl):
     def make(self, fn: Any = answer, backup: Any = None, **kw: Any) -> Any:
         # Extra LLMManager options for every path, e.g. {"redis": URL} to measure the hot
         # paths of a fleet member (benches/paths_ir.py --manager-kw).
-        kw.update(json.loads(os.environ.get("AFW_BENCH_MANAGER_KW") or "{}"))
+        extra = json.loads(os.environ.get("AFW_BENCH_MANAGER_KW") or "{}")
+        kw.update(extra)
+        if "redis" in extra:  # a namespace of its own: settle() counts its subscriber
+            kw["namespace"] = f"{extra.get('namespace', 'bench')}-{os.getpid()}-{id(kw)}"
         m = self.LLMManager(sleep=no_sleep, async_sleep=ano_sleep, **kw)
+        if "redis" in extra:
+            settle(m)
         m.register_model("primary", fn)
         m.set_active_model("primary")
         if backup is not None:
