@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
 .PHONY: demo demo-fleet test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare \
-	redis-server
+	bench-fleet-compare redis-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -115,6 +115,16 @@ $(BENCH_VENVS)/%/.stamp: benches/compare/requirements-%.txt
 
 bench-compare: $(BENCH_VENVS)/ours/.stamp $(BENCH_VENVS)/afw3012/.stamp $(BENCH_VENVS)/litellm/.stamp
 	$(BENCH_VENVS)/ours/bin/python benches/compare/run.py --rounds $(BENCH_ROUNDS)
+
+# The Redis tier beside LiteLLM's (issue 15; benches/compare/fleet.py): one redis-server for
+# the run (free loopback port, no persistence); per round one subprocess per side, order
+# alternating: ours in .venv (the working tree, built here), LiteLLM Router's Redis cache
+# in .bench-venvs/litellm. Each times its hit against a bare redis-py GET of the same value
+# in the same process. Writes the marked section at the end of BENCHMARKS.md (bench-compare
+# keeps it) and benches/compare/fleet_results.json (~3 minutes).
+FLEET_ROUNDS ?= 7
+bench-fleet-compare: build redis-server $(BENCH_VENVS)/litellm/.stamp
+	$(BIN)/python benches/compare/fleet.py --rounds $(FLEET_ROUNDS) --write
 
 clean:
 	rm -rf target $(VENV) python/agenticaiframework/*.so

@@ -708,8 +708,18 @@ def render(res: dict[str, Any]) -> None:
         *(["", "Paths a peer could not run:", "", *errors] if errors else []),
         "",
     ]
-    DOC.write_text("\n".join(out))
+    DOC.write_text("\n".join(out) + kept_fleet_section())
     print(f"wrote {DOC} and {CHART}")
+
+
+def kept_fleet_section() -> str:
+    """The section `make bench-fleet-compare` writes (fleet.py), kept as it is."""
+    from fleet import BEGIN, END
+
+    doc = DOC.read_text() if DOC.exists() else ""
+    if BEGIN not in doc or END not in doc:
+        return ""
+    return "\n" + BEGIN + doc.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
 
 
 def main() -> None:
