@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from .._native import Record
 from ._io_sync import bounded, call, close_quietly, current_loop, items, nothing, own_call_needed
 from ._io_sync import sleep as pause
+from .events import answered_by
 from .models import chunk_of, empty, record_of, result_of, streamed, usage_of
 from .response import MEANT_TO_END, GenerationResult, Usage
 from .singleflight import LeaderAborted, lead, leading, unlead
@@ -157,12 +158,16 @@ def complete(
         except Exception:
             stats.record_coalesced()
             stats.record_failure()
+            if m._hub is not None:
+                answered_by("model", None, coalesced=True)
             raise
         except BaseException:
             stats.record_cancelled()
             raise
         stats.record_coalesced()
         stats.record_success()
+        if m._hub is not None:
+            answered_by("model", record, coalesced=True)
         return record, 0, ()
 
 
@@ -176,7 +181,7 @@ def walked(
 ) -> Outcome:
     if key is not None and m._fleet is not None:
         return shared(m, m._fleet, prompt, kw, key, plan, timeout)
-    walk = Walk(m, plan, kw)
+    walk = m._Walk(m, plan, kw)
     record = run(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
@@ -217,8 +222,10 @@ def shared(
         record = Record(*found)
         m._store(key, record)
         m._mstats.record_success()
+        if m._hub is not None:
+            answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
-    walk = Walk(m, plan, kw)
+    walk = m._Walk(m, plan, kw)
     try:
         record = run(m, walk, prompt, timeout)
     except BaseException:
@@ -303,9 +310,11 @@ def stream_route(
             record = Record(*found)
             m._store(key, record)
             m._mstats.record_success()
+            if m._hub is not None:
+                answered_by("l2", record)
             yield record.text
             return
-    walk = Walk(m, plan, kwargs)
+    walk = m._Walk(m, plan, kwargs)
     try:
         while (model := walk.next()) is not None:
             limit = model.timeout if timeout is None else timeout

@@ -52,13 +52,13 @@ class Observer(Protocol):
     def observe(self, model: Model, ok: bool | None) -> None: ...
 
 
-def watched(gates: tuple[Gate, ...], name: str) -> bool:
-    """Whether any of ``gates`` watches the model ``name`` now."""
+def watchers(gates: tuple[Gate, ...], name: str) -> int:
+    """How many of ``gates`` watch the model ``name`` now."""
+    n = 0
     for g in gates:
         watches = getattr(g, "watches", None)
-        if watches is None or watches(name):
-            return True
-    return False
+        n += watches is None or bool(watches(name))
+    return n
 
 
-__all__ = ["Gate", "Observer", "Rejected", "watched"]
+__all__ = ["Gate", "Observer", "Rejected", "watchers"]

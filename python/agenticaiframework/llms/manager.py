@@ -36,10 +36,20 @@ from .cache import Tiers
 from .circuit_breaker import CircuitBreaker, native_clock
 from .classify import Classifier, default_retryable, make_policy
 from .errors import LLMError, NoModelConfiguredError, UnknownModelError
-from .gates import Gate, Observer, watched
+from .events import (
+    OBSERVED,
+    Callback,
+    Hub,
+    ObservedWalk,
+    Subscription,
+    answered_by,
+    observed_methods,
+)
+from .gates import Gate, Observer, watchers
 from .models import MAX_WORKERS, InferenceFn, Model, check_prompt
 from .retry import Backoff, Jitter
 from .singleflight import SingleFlight
+from .walk import Walk
 from .workers import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
@@ -268,7 +278,7 @@ class LLMManager(ManagerCore):
                 self.sync_workers,
             )
             model.gates, model.observers = self._gates, self._observers
-            model.watch(watched(self._gates, name))
+            model.set_watchers(watchers(self._gates, name) + (self._hub is not None))
             self._publish()
         logger.info("registered model %r", name)
 
@@ -278,7 +288,7 @@ class LLMManager(ManagerCore):
             self._gates, self._observers = tuple(gates), tuple(observers)
             for m in self._models.values():
                 m.gates, m.observers = self._gates, self._observers
-                m.watch(watched(self._gates, m.name))
+                m.set_watchers(watchers(self._gates, m.name) + (self._hub is not None))
 
     def set_active_model(self, name: str | None) -> None:
         """Makes ``name`` the first model tried (None: only the fallback chain)."""
@@ -312,6 +322,7 @@ class LLMManager(ManagerCore):
             if n not in order:
                 order.append(n)
         plan = tuple(self._models[n] for n in order)
+        self._route_names = tuple(order)  # what an event says the route is (events.py)
         if plan:
             self._set_route(tuple((m.name, m.serial) for m in plan), plan)
         else:
@@ -339,6 +350,11 @@ class LLMManager(ManagerCore):
 
     # ----------------------------------------------------------------- requests
 
+    # The walk the drivers run past the first try: an events.ObservedWalk on this
+    # instance while it has subscribers.
+    _Walk: type[Walk] = Walk
+    _hub: Hub | None = None
+
     _generate_slow = _drive_sync.generate_slow
     generate_response = _drive_sync.generate_response
     agenerate = _drive_async.agenerate
@@ -365,6 +381,8 @@ class LLMManager(ManagerCore):
         rec = self._tiers.landed(key)
         if rec is None:
             return None
+        if self._hub is not None:
+            answered_by("l1", rec, coalesced=True)
         self._flights.finish(key, result=(rec, 0, ()))
         self._mstats.record_coalesced()
         self._mstats.record_success()
@@ -398,6 +416,51 @@ class LLMManager(ManagerCore):
         if timeout is not None:
             check_seconds("timeout", timeout)
         return _drive_async.astream_route(self, prompt, use_cache, kwargs, timeout)
+
+    # ----------------------------------------------------------------- events
+
+    def subscribe(self, callback: Callback) -> Subscription:
+        """Calls ``callback(event)`` for each step of every request from now on: the typed
+        events of ``agenticaiframework.llms.events`` (RequestStarted, AttemptStarted,
+        AttemptEnded, FallbackTaken, BreakerStateChanged, StreamFirstChunk,
+        RequestEnded). It runs on the thread or event loop of the request, at the moment
+        of the step; if it raises, the request goes on (the error is logged). Returns a
+        :class:`~.events.Subscription`: ``unsubscribe()`` it, or use it as a context
+        manager. Without subscribers, nothing is paid for any of this."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        with self._config_lock:
+            hub = self._hub
+            if hub is None:
+                hub = self._hub = Hub()
+                for m in self._models.values():
+                    hub.states[m.name] = m.core.breaker.state
+                    m.watch(True)
+                self._Walk = ObservedWalk
+                self.__dict__.update(observed_methods(self, hub))
+            hub.callbacks = (*hub.callbacks, callback)
+        return Subscription(self, callback)
+
+    def _unsubscribe(self, callback: Callback) -> None:
+        with self._config_lock:
+            hub = self._hub
+            if hub is None:
+                return
+            cbs = list(hub.callbacks)
+            for i, cb in enumerate(cbs):
+                if cb is callback:
+                    del cbs[i]
+                    break
+            hub.callbacks = tuple(cbs)
+            if cbs:
+                return
+            # The last one left: the plain paths again, as if nobody had ever listened.
+            for name in OBSERVED:
+                self.__dict__.pop(name, None)
+            self.__dict__.pop("_Walk", None)
+            self.__dict__.pop("_hub", None)
+            for m in self._models.values():
+                m.watch(False)
 
     # ----------------------------------------------------------------- operations
 

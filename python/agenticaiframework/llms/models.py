@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
@@ -14,6 +15,8 @@ from .circuit_breaker import CircuitBreaker
 from .errors import InvalidResponseError
 from .response import MEANT_TO_END, GenerationResult, LLMResponse, Usage, estimate_tokens
 from .workers import SyncPool
+
+_WATCH_LOCK = threading.Lock()  # watch() is rare (a policy's transitions): one lock will do
 
 InferenceFn: TypeAlias = Callable[[str, dict[str, Any]], Any]
 
@@ -48,6 +51,7 @@ class Model:
         "serial",
         "stats",
         "timeout",
+        "watchers",
         "workers",
     )
 
@@ -89,6 +93,7 @@ class Model:
         # watches the model: see watch()).
         self.direct_sync = self.inline_sync = not self.is_async
         self.direct_async = self.inline_async = self.is_async and self.timeout is None
+        self.watchers = 0  # see watch()
         both = _price("cost_per_1k_tokens", metadata.get("cost_per_1k_tokens"))
         self.cost_in = _price("cost_per_1k_input_tokens", metadata.get("cost_per_1k_input_tokens"))
         self.cost_out = _price(
@@ -100,13 +105,20 @@ class Model:
             self.cost_out = both
 
     def watch(self, on: bool) -> None:
-        """While watched, every attempt goes through the walk (its gates are asked and its
-        observers told), the first try included; unwatched, the first try is made inline,
-        which asks no gate. A policy watches a model while its gates may refuse it or its
-        observers need each outcome (fleet_breakers.py: while the fleet counts failures
-        of it). Attribute writes: safe from any thread; a request reads one or the other."""
-        self.inline_sync = self.direct_sync and not on
-        self.inline_async = self.direct_async and not on
+        """One watcher more (``on``) or fewer. While watched, every attempt goes through
+        the walk (its gates are asked, its observers told, its events told), the first try
+        included; unwatched, the first try is made inline, which asks no gate. A policy
+        watches a model while its gates may refuse it or its observers need each outcome
+        (fleet_breakers.py: while the fleet counts failures of it; events.py: while the
+        manager has subscribers). Each watcher's calls must balance."""
+        with _WATCH_LOCK:
+            self.set_watchers(self.watchers + (1 if on else -1))
+
+    def set_watchers(self, n: int) -> None:
+        self.watchers = w = max(0, n)
+        # Attribute writes: a request reads the old value or the new one.
+        self.inline_sync = self.direct_sync and not w
+        self.inline_async = self.direct_async and not w
 
     def sync_pool(self) -> SyncPool:
         pool = self.pool
