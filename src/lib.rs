@@ -30,6 +30,8 @@ mod py_metrics;
 mod py_model;
 #[cfg(feature = "python")]
 mod py_record;
+#[cfg(feature = "python")]
+mod py_router;
 
 /// Every structure is atomics or short `parking_lot` locks that never wrap Python code,
 /// so the module is sound without the GIL (`gil_used = false`).
@@ -48,6 +50,8 @@ mod _native {
     use crate::py_model::ModelCore;
     #[pymodule_export]
     use crate::py_record::Record;
+    #[pymodule_export]
+    use crate::py_router::Picker;
 
     #[pymodule_init]
     fn init(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {

@@ -216,6 +216,12 @@ impl<const N: usize> Counters<N> {
         self.c[i].fetch_add(n, Ordering::Release);
     }
 
+    /// One counter (Acquire, as `snapshot` reads it).
+    #[inline]
+    pub fn get(&self, i: usize) -> u64 {
+        self.c[i].load(Ordering::Acquire)
+    }
+
     /// Reads outcome counters (listed in `order`, outcomes first) before the starts.
     pub fn snapshot(&self, order: &[usize; N]) -> [u64; N] {
         let mut out = [0; N];

@@ -1,7 +1,8 @@
 //! `BreakerCore`: the Python face of the atomic circuit-breaker state machine.
 
 use crate::breaker::{
-    Breaker, Config, Permit, MAX_FAILURE_THRESHOLD, MAX_HALF_OPEN_CALLS, MAX_TIMEOUT_MS, TIME_MASK,
+    Breaker, Config, Permit, State, MAX_FAILURE_THRESHOLD, MAX_HALF_OPEN_CALLS, MAX_TIMEOUT_MS,
+    TIME_MASK,
 };
 use crate::py_clock::Clock;
 use pyo3::exceptions::PyValueError;
@@ -101,6 +102,21 @@ impl BreakerCore {
             return Ok(Permit::Normal);
         }
         Ok(self.core.acquire(self.tick(py)?))
+    }
+
+    /// Whether `acquire` would give a permit now, taking none: closed, or half-open with
+    /// a trial free. A racing caller may take that trial first.
+    pub fn admits_native(&self, py: Python<'_>) -> PyResult<bool> {
+        if self.core.state_is_closed() {
+            return Ok(true);
+        }
+        Ok(match self.core.state(self.tick(py)?) {
+            State::Closed => true,
+            State::HalfOpen => {
+                self.core.trials_outstanding() < self.core.config().half_open_max_calls
+            }
+            State::Open => false,
+        })
     }
 
     pub fn failure_native(&self, py: Python<'_>, p: Permit) -> PyResult<bool> {

@@ -4,6 +4,7 @@ use crate::metrics::{Counters, Histogram};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Manager counter slots.
 pub mod m {
@@ -185,6 +186,10 @@ pub struct ModelStats {
     pub latency: Histogram,
     /// Time to first chunk of streamed attempts.
     pub ttfc: Histogram,
+    /// An exponentially weighted moving average of successful attempts' latency (ns,
+    /// weight 1/8; 0 before the first): what latency-based routing compares. A racing
+    /// update may be lost, which an average of this kind can afford.
+    pub ewma_ns: AtomicU64,
 }
 
 impl ModelStats {
@@ -197,6 +202,14 @@ impl ModelStats {
 
     pub fn success(&self, ns: u64, prompt_tokens: u64, completion_tokens: u64) {
         self.latency.record(ns);
+        let old = self.ewma_ns.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            ns.max(1)
+        } else {
+            // old + (ns - old) / 8, in signed arithmetic that cannot overflow.
+            (old as i128 + (ns as i128 - old as i128) / 8).max(1) as u64
+        };
+        self.ewma_ns.store(new, Ordering::Relaxed);
         self.c.finish(c::PROMPT_TOKENS, prompt_tokens);
         self.c.finish(c::COMPLETION_TOKENS, completion_tokens);
         self.c
@@ -207,6 +220,13 @@ impl ModelStats {
     pub fn failure(&self, ns: u64) {
         self.latency.record(ns);
         self.c.finish(c::FAILURES, 1);
+    }
+
+    /// Attempts begun and not yet ended (an outcome or a cancel). Outcomes are read
+    /// first, so a racing attempt can only make this larger, never underflow.
+    pub fn in_flight(&self) -> u64 {
+        let done = self.c.get(c::SUCCESSES) + self.c.get(c::FAILURES) + self.c.get(c::CANCELLED);
+        self.c.get(c::ATTEMPTS).saturating_sub(done)
     }
 }
 
@@ -293,6 +313,7 @@ impl ModelStats {
         self.c.reset();
         self.latency.reset();
         self.ttfc.reset();
+        self.ewma_ns.store(0, Ordering::Relaxed);
     }
 
     /// The object plus the histogram chunks it has allocated, so `sys.getsizeof` shows

@@ -175,6 +175,17 @@ impl ModelCore {
 }
 
 impl ModelCore {
+    /// Whether the breaker would admit an attempt now (taking no permit).
+    pub fn admits(&self, py: Python<'_>) -> PyResult<bool> {
+        match &self.breaker {
+            BreakerKind::Local(b) => b.get().admits_native(py),
+        }
+    }
+
+    pub fn stats_ref(&self) -> &ModelStats {
+        self.stats.get()
+    }
+
     /// A str answer to `prompt` for the attempt `token`: usage estimated, success booked to
     /// the model, its breaker and the manager, and the cache record built.
     #[inline]

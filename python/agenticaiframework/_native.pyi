@@ -1,6 +1,6 @@
 """Type stubs for the native core (``src/``), built by maturin as ``agenticaiframework._native``."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, final
 
 from typing_extensions import disjoint_base
@@ -11,6 +11,7 @@ __all__ = [
     "ManagerStats",
     "ModelCore",
     "ModelStats",
+    "Picker",
     "Record",
     "ResponseCache",
 ]
@@ -164,6 +165,24 @@ class ModelCore:
     def breaker(self) -> BreakerCore: ...
     @property
     def stats(self) -> ModelStats: ...
+
+@final
+class Picker:
+    """Which deployment of a model an attempt goes to, in one native call."""
+
+    def __new__(
+        cls,
+        strategy: str,
+        cores: Sequence[ModelCore],
+        weights: Sequence[float],
+        *,
+        explore: float = 0.05,
+        seed: int | None = None,
+    ) -> Picker: ...
+    def pick(self, avoid: int = 0, exclude: int = 0) -> int: ...
+    @property
+    def strategy(self) -> str: ...
+    def __len__(self) -> int: ...
 
 @final
 class Record:

@@ -66,6 +66,7 @@ class AttemptStarted:
     model: str
     attempt: int
     position: int
+    deployment: str | None = None  # which of the model's deployments (add_deployment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class AttemptEnded:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error_type: str | None = None
+    deployment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +102,13 @@ class FallbackTaken:
 @dataclass(frozen=True, slots=True)
 class BreakerStateChanged:
     """A model's breaker moved (states: closed, open, half-open), as seen by a request of
-    this manager (``request_id``)."""
+    this manager (``request_id``); ``deployment``: whose, for a model with several."""
 
     request_id: int
     model: str
     from_state: str
     to_state: str
+    deployment: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +187,19 @@ class Hub:
     def breaker_seen(self, request_id: int, model: Model) -> None:
         """Tells a breaker move since the last one told (one dict read when none)."""
         now = model.core.breaker.state
-        before = self.states.get(model.name)
+        key = model.key
+        before = self.states.get(key)
         if before == now:
             return
         with self._lock:
-            before = self.states.get(model.name)
+            before = self.states.get(key)
             if before == now:
                 return
-            self.states[model.name] = now
+            self.states[key] = now
         if before is not None:
-            self.emit(BreakerStateChanged(request_id, model.name, before, now))
+            self.emit(BreakerStateChanged(request_id, model.name, before, now, model.deployment))
+        elif now != "closed":  # first seen (a deployment added since): told from closed
+            self.emit(BreakerStateChanged(request_id, model.name, "closed", now, model.deployment))
 
 
 class Subscription:
@@ -334,6 +340,7 @@ class ObservedWalk(Walk):
                 rec.prompt_tokens if rec is not None else 0,
                 rec.completion_tokens if rec is not None else 0,
                 type(exc).__name__ if exc is not None else None,
+                model.deployment,
             )
         )
         hub.breaker_seen(t.request_id, model)
@@ -348,7 +355,9 @@ class ObservedWalk(Walk):
         if model is not None:
             t.hub.breaker_seen(t.request_id, model)
             self.t_attempt = perf_counter()
-            t.hub.emit(AttemptStarted(t.request_id, model.name, self.attempt, self.i))
+            t.hub.emit(
+                AttemptStarted(t.request_id, model.name, self.attempt, self.i, model.deployment)
+            )
         return model
 
     def failed(self, exc: Exception) -> float | None:

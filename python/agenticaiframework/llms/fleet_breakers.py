@@ -68,7 +68,9 @@ class FleetBreakers:
     ) -> None:
         self.fleet = fleet
         self._lease = lease  # a trial lease's life when its model has no timeout
-        self._models = models  # the manager's model by name (None: not registered)
+        # The manager's model (a deployment) by its key (name, or name@deployment; None:
+        # not registered): the fleet keeps a breaker per deployment.
+        self._models = models
         self._clock = clock
         self._open: dict[str, float] = {}  # model -> open until, on the local clock
         self._half: dict[str, float] = {}  # half-open model -> when to ask for a trial
@@ -91,7 +93,7 @@ class FleetBreakers:
         return name in self._watched
 
     def admit(self, model: Model, retry: bool) -> Rejected | None:
-        name = model.name
+        name = model.key
         until = self._open.get(name)
         if until is not None:
             left = until - self._clock()
@@ -106,7 +108,7 @@ class FleetBreakers:
 
     def _trial(self, model: Model, ask: float) -> Rejected | None:
         """Half-open: admitted only on a fleet trial lease."""
-        name, now = model.name, self._clock()
+        name, now = model.key, self._clock()
         if now < ask:
             return Rejected("circuit breaker half-open fleet-wide, trials taken", ask - now)
         b = model.breaker
@@ -137,7 +139,7 @@ class FleetBreakers:
 
     def observe(self, model: Model, ok: bool | None) -> None:
         """An attempt on ``model`` ended (``ok``: it answered; None: no outcome)."""
-        name = model.name
+        name = model.key
         lease = None
         leases = self._leases.get(name)
         if leases:

@@ -35,6 +35,7 @@ from ._validate import (
 from .cache import Tiers
 from .circuit_breaker import CircuitBreaker, native_clock
 from .classify import Classifier, default_retryable, make_policy
+from .deployments import ROUTINGS, Group
 from .errors import LLMError, NoModelConfiguredError, UnknownModelError
 from .events import (
     OBSERVED,
@@ -46,7 +47,7 @@ from .events import (
     observed_methods,
 )
 from .gates import Gate, Observer, watchers
-from .models import MAX_WORKERS, InferenceFn, Model, check_prompt
+from .models import MAX_DEPLOYMENTS, MAX_WORKERS, InferenceFn, Model, check_prompt
 from .retry import Backoff, Jitter
 from .singleflight import SingleFlight
 from .walk import Walk
@@ -56,6 +57,43 @@ if TYPE_CHECKING:
     from .fleet import Fleet
 
 logger = logging.getLogger("agenticaiframework.llms")
+
+
+def _info(m: Model) -> dict[str, Any]:
+    stats: dict[str, Any] = m.stats.snapshot()
+    if m.cost_in is not None or m.cost_out is not None:
+        stats["cost"] = (
+            stats["prompt_tokens"] * (m.cost_in or 0.0)
+            + stats["completion_tokens"] * (m.cost_out or 0.0)
+        ) / 1000.0
+    return {
+        "name": m.name,
+        "metadata": _secrets.redact_mapping(m.metadata),
+        "stats": stats,
+        "circuit_breaker_state": m.breaker.state,
+        "failure_count": m.breaker.failure_count,
+        "is_async": m.is_async,
+    }
+
+
+_SLOWEST = ("p50_latency", "p95_latency", "p99_latency")
+_SLOWEST_TTFC = ("p50_time_to_first_chunk", "p95_time_to_first_chunk")
+
+
+def _summed(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """A model's stats from its deployments': counts and cost summed, the average
+    weighted by requests, percentiles the largest."""
+    out: dict[str, Any] = {}
+    for k in parts[0]:
+        vals = [p.get(k, 0) for p in parts]
+        if k in _SLOWEST or k in _SLOWEST_TTFC:
+            out[k] = max(vals)
+        elif k == "avg_latency":
+            n = sum(p["successes"] + p["failures"] for p in parts)
+            out[k] = sum(p[k] * (p["successes"] + p["failures"]) for p in parts) / n if n else 0.0
+        else:
+            out[k] = sum(vals)
+    return out
 
 
 class LLMManager(ManagerCore):
@@ -99,8 +137,12 @@ class LLMManager(ManagerCore):
         namespace: str = "agenticai",
         fleet_wait: float = 30.0,
         fleet_lease: float = 60.0,
+        routing: str = "weighted",
     ) -> None:
         self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}; not {routing!r}")
+        self.routing = routing
         if not isinstance(allow_empty, bool):
             raise TypeError(f"allow_empty must be a bool, not {type(allow_empty).__name__}")
         # An empty answer is a failed attempt (InvalidResponseError: the next model is
@@ -199,12 +241,13 @@ class LLMManager(ManagerCore):
             from .fleet_breakers import FleetBreakers
 
             shared = FleetBreakers(
-                self._fleet, lambda name: self._models.get(name), clock, self.fleet_lease
+                self._fleet, lambda key: self._by_key.get(key), clock, self.fleet_lease
             )
             self._gates, self._observers = (shared,), (shared,)
         # Serialises configuration writers only; requests read a published snapshot.
         self._config_lock = threading.Lock()
         self._models: dict[str, Model] = {}
+        self._by_key: dict[str, Model] = {}  # every deployment by its breaker key
         self._serial = 0
         self._active: str | None = None
         self._chain: tuple[str, ...] = ()
@@ -219,7 +262,7 @@ class LLMManager(ManagerCore):
         exist here, which are given back."""
         self._config_lock = threading.Lock()
         self._mstats.reset()
-        for m in list(self._models.values()):
+        for m in list(self._by_key.values()):
             m.stats.reset()
             core = m.breaker.core
             for _ in range(core.trials_outstanding):
@@ -243,7 +286,78 @@ class LLMManager(ManagerCore):
         fresh counters and a fresh breaker, and its old cached answers are not served.
 
         ``classify`` (exc -> True/False/None), ``retry_on`` and ``no_retry_on`` decide which
-        of this model's failures are retried; undecided ones go to the manager's policy."""
+        of this model's failures are retried; undecided ones go to the manager's policy.
+        ``metadata`` may carry ``weight`` (for routing among deployments, see
+        :meth:`add_deployment`), ``timeout``, ``sync_workers`` and prices."""
+        with self._config_lock:
+            self._serial += 1
+            model = self._new_model(
+                name, inference_fn, metadata, breaker, classify, retry_on, no_retry_on
+            )
+            old = self._models.get(name)
+            if old is not None:
+                for d in old.group.members if old.group is not None else (old,):
+                    self._by_key.pop(d.key, None)
+            self._models[name] = self._by_key[name] = model
+            self._publish()
+        logger.info("registered model %r", name)
+
+    def add_deployment(
+        self,
+        name: str,
+        inference_fn: InferenceFn,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        breaker: CircuitBreaker | None = None,
+        classify: Classifier | None = None,
+        retry_on: tuple[type[BaseException], ...] = (),
+        no_retry_on: tuple[type[BaseException], ...] = (),
+    ) -> str:
+        """Adds another upstream (an API key, a region, an Azure deployment) under the
+        registered model ``name``; returns its label (``metadata['deployment']``, else
+        its position, e.g. ``"1"``). Each deployment has its own breaker, counters and
+        latency histogram (``get_model_info(name)['deployments']``); an attempt on the
+        model goes to one of them, picked by the manager's ``routing`` (deployments.py).
+        ``metadata['weight']`` (default 1) weighs the ``weighted`` pick. Answers are the
+        model's: they carry its name and share its cache entries."""
+        with self._config_lock:
+            model = self._model(name)
+            group = model.group
+            members: tuple[Model, ...] = group.members if group is not None else (model,)
+            if len(members) >= MAX_DEPLOYMENTS:
+                raise ValueError(f"model {name!r} has {MAX_DEPLOYMENTS} deployments already")
+            label = (metadata or {}).get("deployment", str(len(members)))
+            if not isinstance(label, str) or not label:
+                raise TypeError("metadata['deployment'] must be a non-empty str")
+            if model.deployment is None:
+                model.deployment = "0"
+            if any(d.deployment == label for d in members):
+                raise ValueError(f"model {name!r} has a deployment {label!r} already")
+            dep = self._new_model(
+                name, inference_fn, metadata, breaker, classify, retry_on, no_retry_on
+            )
+            dep.deployment, dep.key, dep.bit = label, f"{name}@{label}", 1 << len(members)
+            dep.serial = model.serial  # the model's answers, the model's cache entries
+            members = (*members, dep)
+            new = Group(members, self.routing)
+            for d in members:
+                d.group = new
+            self._by_key[dep.key] = dep
+            if group is None:
+                model.watch(True)  # its first try now goes through the walk, which picks
+        logger.info("added deployment %r to model %r", label, name)
+        return label
+
+    def _new_model(
+        self,
+        name: str,
+        inference_fn: InferenceFn,
+        metadata: Mapping[str, Any] | None,
+        breaker: CircuitBreaker | None,
+        classify: Classifier | None,
+        retry_on: tuple[type[BaseException], ...],
+        no_retry_on: tuple[type[BaseException], ...],
+    ) -> Model:
         if not isinstance(name, str):
             raise TypeError(f"model name must be a str, not {type(name).__name__}")
         if not name:
@@ -265,30 +379,28 @@ class LLMManager(ManagerCore):
                 clock=self._clock,
                 name=name,
             )
-        with self._config_lock:
-            self._serial += 1
-            self._models[name] = model = Model(
-                name,
-                inference_fn,
-                meta,
-                breaker,
-                self._serial,
-                policy,
-                self._mstats,
-                self.sync_workers,
-            )
-            model.gates, model.observers = self._gates, self._observers
-            model.set_watchers(watchers(self._gates, name) + (self._hub is not None))
-            self._publish()
-        logger.info("registered model %r", name)
+        model = Model(
+            name,
+            inference_fn,
+            meta,
+            breaker,
+            self._serial,
+            policy,
+            self._mstats,
+            self.sync_workers,
+        )
+        model.gates, model.observers = self._gates, self._observers
+        model.set_watchers(watchers(self._gates, name) + (self._hub is not None))
+        return model
 
     def _use_gates(self, gates: tuple[Gate, ...], observers: tuple[Observer, ...]) -> None:
         """Admission gates and observers (gates.py) for every model, now and later."""
         with self._config_lock:
             self._gates, self._observers = tuple(gates), tuple(observers)
-            for m in self._models.values():
+            for m in self._by_key.values():
                 m.gates, m.observers = self._gates, self._observers
-                m.set_watchers(watchers(self._gates, m.name) + (self._hub is not None))
+                n = watchers(self._gates, m.key) + (self._hub is not None)
+                m.set_watchers(n + (m.group is not None and m.group.members[0] is m))
 
     def set_active_model(self, name: str | None) -> None:
         """Makes ``name`` the first model tried (None: only the fallback chain)."""
@@ -433,8 +545,9 @@ class LLMManager(ManagerCore):
             hub = self._hub
             if hub is None:
                 hub = self._hub = Hub()
+                for d in self._by_key.values():
+                    hub.states[d.key] = d.core.breaker.state
                 for m in self._models.values():
-                    hub.states[m.name] = m.core.breaker.state
                     m.watch(True)
                 self._Walk = ObservedWalk
                 self.__dict__.update(observed_methods(self, hub))
@@ -470,27 +583,34 @@ class LLMManager(ManagerCore):
         return cache.clear() if cache is not None else 0
 
     def reset_circuit_breaker(self, model_name: str) -> None:
-        """Closes ``model_name``'s breaker and forgets its failures."""
-        self._model(model_name).breaker.reset()
+        """Closes ``model_name``'s breaker (each of its deployments') and forgets its
+        failures."""
+        model = self._model(model_name)
+        for d in model.group.members if model.group is not None else (model,):
+            d.breaker.reset()
         logger.info("circuit breaker for %r reset", model_name)
 
     def get_model_info(self, model_name: str) -> dict[str, Any]:
         """Name, metadata (secrets masked), stats and circuit breaker state of a model."""
         m = self._model(model_name)
-        stats: dict[str, Any] = m.stats.snapshot()
-        if m.cost_in is not None or m.cost_out is not None:
-            stats["cost"] = (
-                stats["prompt_tokens"] * (m.cost_in or 0.0)
-                + stats["completion_tokens"] * (m.cost_out or 0.0)
-            ) / 1000.0
-        return {
-            "name": m.name,
-            "metadata": _secrets.redact_mapping(m.metadata),
-            "stats": stats,
-            "circuit_breaker_state": m.breaker.state,
-            "failure_count": m.breaker.failure_count,
-            "is_async": m.is_async,
-        }
+        info = _info(m)
+        if m.group is not None:
+            # Each deployment's own figures; the model's are their sums (latency
+            # percentiles: the slowest deployment's, as histograms are not merged).
+            deps = [
+                _info(d) | {"deployment": d.deployment, "weight": d.weight} for d in m.group.members
+            ]
+            for d in deps:
+                del d["name"], d["is_async"]
+            info["stats"] = _summed([d["stats"] for d in deps])
+            info["deployments"] = deps
+            info["routing"] = self.routing
+            states = {d["circuit_breaker_state"] for d in deps}
+            info["circuit_breaker_state"] = (
+                "closed" if "closed" in states else "half-open" if "half-open" in states else "open"
+            )
+            info["failure_count"] = sum(d["failure_count"] for d in deps)
+        return info
 
     def get_metrics(self) -> dict[str, Any]:
         """Request-level totals. A cache hit counts as a request and a success."""
@@ -511,7 +631,7 @@ class LLMManager(ManagerCore):
     def reset_metrics(self) -> None:
         """Zeroes the manager's and every model's counters."""
         self._mstats.reset()
-        for m in list(self._models.values()):
+        for m in list(self._by_key.values()):
             m.stats.reset()
 
     def __repr__(self) -> str:

@@ -16,6 +16,8 @@ from .errors import InvalidResponseError
 from .response import MEANT_TO_END, GenerationResult, LLMResponse, Usage, estimate_tokens
 from .workers import SyncPool
 
+MAX_DEPLOYMENTS = 64  # per model: the native Picker's bitmasks are 64 bits
+
 _WATCH_LOCK = threading.Lock()  # watch() is rare (a policy's transitions): one lock will do
 
 InferenceFn: TypeAlias = Callable[[str, dict[str, Any]], Any]
@@ -32,17 +34,21 @@ class Model:
     one call per attempt outcome); ``breaker`` the CircuitBreaker it was given."""
 
     __slots__ = (
+        "bit",
         "breaker",
         "core",
         "cost_in",
         "cost_out",
+        "deployment",
         "direct_async",
         "direct_sync",
         "fn",
         "gates",
+        "group",
         "inline_async",
         "inline_sync",
         "is_async",
+        "key",
         "metadata",
         "name",
         "observers",
@@ -52,6 +58,7 @@ class Model:
         "stats",
         "timeout",
         "watchers",
+        "weight",
         "workers",
     )
 
@@ -94,6 +101,13 @@ class Model:
         self.direct_sync = self.inline_sync = not self.is_async
         self.direct_async = self.inline_async = self.is_async and self.timeout is None
         self.watchers = 0  # see watch()
+        # Deployments (deployments.py): this model's group when it has more than one; its
+        # label and its breaker's key fleet-wide (name@label; the name for the first).
+        self.group: Any = None
+        self.deployment: str | None = None
+        self.key = name
+        self.bit = 1  # 1 << its index among its model's deployments
+        self.weight = _weight(metadata.get("weight", 1.0))
         both = _price("cost_per_1k_tokens", metadata.get("cost_per_1k_tokens"))
         self.cost_in = _price("cost_per_1k_input_tokens", metadata.get("cost_per_1k_input_tokens"))
         self.cost_out = _price(
@@ -127,6 +141,12 @@ class Model:
             # yet and is dropped. Cheaper than a lock on every call.
             pool = self.pool = SyncPool(self.workers, self.name)
         return pool
+
+
+def _weight(v: object) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 1e6):
+        raise ValueError(f"metadata['weight'] must be a number > 0 and <= 1e6, not {v!r}")
+    return float(v)
 
 
 def _price(name: str, v: object) -> float | None:

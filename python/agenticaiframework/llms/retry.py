@@ -47,6 +47,21 @@ class Backoff:
         return d
 
 
+def retryable(model: Model, exc: Exception) -> bool:
+    """Whether ``model``'s policy retries ``exc``."""
+    try:
+        return bool(model.policy(exc))
+    except Exception as bad:
+        # A broken classifier (or an exception whose attributes raise when read) must
+        # not lose the request: the default policy decides, and if even that cannot
+        # read the exception, it is retried like any failure we know nothing about.
+        logger.warning("classifying %r's failure raised %s", model.name, describe(bad))
+        try:
+            return default_retryable(exc)
+        except Exception:
+            return True
+
+
 def decide(
     model: Model,
     exc: Exception,
@@ -60,18 +75,7 @@ def decide(
     policy, its breaker's state and the exception's Retry-After."""
     if attempt >= max_retries or opened:
         return None
-    try:
-        retry = bool(model.policy(exc))
-    except Exception as bad:
-        # A broken classifier (or an exception whose attributes raise when read) must
-        # not lose the request: the default policy decides, and if even that cannot
-        # read the exception, it is retried like any failure we know nothing about.
-        logger.warning("classifying %r's failure raised %s", model.name, describe(bad))
-        try:
-            retry = default_retryable(exc)
-        except Exception:
-            retry = True
-    if not retry:
+    if not retryable(model, exc):
         return None
     if model.core.breaker.state != "closed":
         # Opened by a concurrent caller: the next permit would be refused, go on now.

@@ -54,6 +54,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from . import _secrets
+from .deployments import decide_deployment
 from .errors import (
     AllModelsFailedError,
     CircuitBreakerOpenError,
@@ -65,6 +66,7 @@ from .workers import WorkersBusyError
 
 if TYPE_CHECKING:
     from .._native import Record
+    from .deployments import Group
     from .manager import LLMManager
     from .models import Model
 
@@ -87,8 +89,10 @@ class Walk:
         "m",
         "model",
         "plan",
+        "refused",
         "retries",
         "token",
+        "tried",
     )
 
     def __init__(
@@ -103,6 +107,7 @@ class Walk:
         self.model = plan[0]
         self.errors: Errors = []
         self.retries = self.fallbacks = 0
+        self.tried = self.refused = 0  # deployments of the current model (bitmasks)
         self.finished = False
         if first > 0:
             self.token, self.attempt, self.attempts = first, 1, 1
@@ -119,6 +124,14 @@ class Walk:
         plan = self.plan
         while self.i < len(plan):
             model = self.model = plan[self.i]
+            group = model.group
+            if group is not None:
+                # Several deployments: the routing stage picks one (deployments.py).
+                model = group.pick(self.tried, self.refused)
+                if model is None:
+                    self._unavailable(group)
+                    continue
+                self.model = model
             retry = self.attempt > 0
             refused = None
             for gate in model.gates:
@@ -127,11 +140,17 @@ class Walk:
                     break
             if refused is not None:
                 self.errors.append((model.name, refused.error(model.name)))
-                logger.debug("skipping %r: %s", model.name, refused.reason)
+                logger.debug("skipping %r: %s", model.key, refused.reason)
+                if group is not None:
+                    self.refused |= model.bit  # another deployment may admit
+                    continue
                 self._move_on()
                 continue
             token = model.core.begin(retry)
             if not token:
+                if group is not None:
+                    self.refused |= model.bit  # opened since the pick
+                    continue
                 self._short_circuit()
                 continue
             self.token = token
@@ -154,7 +173,10 @@ class Walk:
             for o in model.observers:
                 o.observe(model, None)
             logger.warning("%s", str(exc))
-            self._move_on()
+            if model.group is not None:
+                self.refused |= model.bit  # another deployment's workers may be free
+            else:
+                self._move_on()
             return None
         opened = model.core.failure(token)
         for o in model.observers:
@@ -164,7 +186,22 @@ class Walk:
             _secrets.remember_from(self.kwargs)
         self._log_failure(exc, opened)
         m = self.m
-        wait = decide(model, exc, self.attempt, m.max_retries, opened, m.backoff)
+        group = model.group
+        if group is None:
+            wait = decide(model, exc, self.attempt, m.max_retries, opened, m.backoff)
+        else:
+            self.tried |= model.bit
+            wait = decide_deployment(
+                model,
+                group,
+                exc,
+                self.attempt,
+                m.max_retries,
+                opened,
+                m.backoff,
+                self.tried,
+                self.refused,
+            )
         if wait is None:
             self._move_on()
         return wait
@@ -241,8 +278,18 @@ class Walk:
     def _move_on(self) -> None:
         self.i += 1
         self.attempt = 0
+        self.tried = self.refused = 0
         if self.i < len(self.plan):
             self.fallbacks += 1
+
+    def _unavailable(self, group: Group) -> None:
+        # No deployment of the model would admit: skipped like an open breaker.
+        first = group.members[0]
+        first.stats.record_short_circuit()
+        err = CircuitBreakerOpenError(first.name, group.retry_after())
+        self.errors.append((first.name, err))
+        logger.debug("skipping %r: no deployment would admit", first.name)
+        self._move_on()
 
     def _short_circuit(self) -> None:
         # ModelCore.begin() has counted the short-circuit.
@@ -251,7 +298,7 @@ class Walk:
         self.errors.append((model.name, err))
         logger.debug("skipping %r: circuit breaker open", model.name)
         self.i += 1  # _move_on(), inline: the open-breaker skip is a hot failure path
-        self.attempt = 0
+        self.attempt = 0  # (the masks are 0: a model with deployments never comes here)
         if self.i < len(self.plan):
             self.fallbacks += 1
 

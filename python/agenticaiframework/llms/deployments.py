@@ -1,0 +1,84 @@
+"""Deployments: several upstreams (API keys, regions, an Azure deployment) under one
+model name, and the pick of one per attempt (the walk's routing stage).
+
+A model registered with ``register_model`` is its own first deployment;
+``LLMManager.add_deployment(name, fn, metadata)`` adds more. Each deployment is a
+:class:`~.models.Model` of its own (its breaker, counters, latency histogram, worker
+pool, fleet breaker key ``name@deployment``); the route holds the first, whose
+``group`` is a :class:`Group`. The walk (``walk.py``) asks the group for a deployment at
+each attempt on that model:
+
+- the native :class:`~.._native.Picker` chooses among the deployments whose breaker would
+  admit now, by the manager's ``routing``: ``weighted`` (random by ``weight``),
+  ``least-busy`` (fewest attempts in flight), ``latency`` (lowest moving average of
+  successful latency, with a share of weighted picks so that a slow or new deployment is
+  tried again); it passes over those this request already tried while others would do;
+- a deployment a gate or its breaker refuses is excluded for this request's next picks,
+  so the next deployment is tried at once;
+- a failed attempt is retried (within ``max_retries``) on another deployment at once,
+  with no backoff, when the failure is retryable and another would admit; the backoff
+  and a Retry-After apply when only the failed one is left;
+- when none would admit, the walk moves on to the next model of the route, with a
+  :class:`CircuitBreakerOpenError` for the model (``retry_after``: the soonest any of
+  its deployments reopens).
+
+A model with more than one deployment is watched (``Model.watch``): its first try goes
+through the walk, which picks; a model with one deployment keeps its inline first try.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._native import Picker
+from .retry import Backoff, decide, retryable
+
+if TYPE_CHECKING:
+    from .models import Model
+
+ROUTINGS = ("weighted", "least-busy", "latency")
+
+
+class Group:
+    """A model's deployments (``members[0]`` is the model on the route) and their picker."""
+
+    __slots__ = ("members", "picker")
+
+    def __init__(self, members: tuple[Model, ...], routing: str, seed: int | None = None) -> None:
+        self.members = members
+        self.picker = Picker(
+            routing, [m.core for m in members], [m.weight for m in members], seed=seed
+        )
+
+    def pick(self, avoid: int, exclude: int) -> Model | None:
+        i = self.picker.pick(avoid, exclude)
+        return self.members[i] if i >= 0 else None
+
+    def retry_after(self) -> float:
+        """Seconds until the soonest deployment's breaker admits again."""
+        return min(m.core.breaker.retry_after() for m in self.members)
+
+
+def decide_deployment(
+    model: Model,
+    group: Group,
+    exc: Exception,
+    attempt: int,
+    max_retries: int,
+    opened: bool,
+    backoff: Backoff,
+    tried: int,
+    refused: int,
+) -> float | None:
+    """``retry.decide`` for a deployment: another deployment that would admit is tried at
+    once (0.0); with none, the model's own decision (its backoff, or move on)."""
+    if attempt >= max_retries:
+        return None
+    if not retryable(model, exc):
+        return None
+    if group.picker.pick(0, tried | refused) >= 0:
+        return 0.0
+    return decide(model, exc, attempt, max_retries, opened, backoff)
+
+
+__all__ = ["ROUTINGS", "Group", "decide_deployment"]
