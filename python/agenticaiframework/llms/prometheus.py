@@ -322,10 +322,10 @@ class _Families:
                 tokens.add_metric([name, t], m["tokens"][t])
             if m["cost"] is not None:
                 cost.add_metric([name], m["cost"])
-            states = m.get("states")
-            if states is not None:
-                for st in STATES:
-                    breaker.add_metric([name, st], states[st])
+            # A model seen only in exited workers' files has no breaker anywhere: zeros.
+            states = m.get("states") or {}
+            for st in STATES:
+                breaker.add_metric([name, st], states.get(st, 0))
             if same_buckets and "latency" in m:
                 _histogram(latency, name, self._le, m["latency"])
             if same_ttfc and "ttfc" in m:
