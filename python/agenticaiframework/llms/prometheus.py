@@ -453,10 +453,11 @@ class SnapshotWriter:
         snap["pid"] = os.getpid()
         snap["written"] = time.time()
         snap["final"] = final
+        data = json.dumps(snap, separators=(",", ":"))  # one write, not json.dump's many
         with self._lock:
             tmp = os.path.join(self.directory, f".{os.path.basename(self.path)}.tmp")
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(snap, f, separators=(",", ":"))
+                f.write(data)
             os.replace(tmp, self.path)
 
     def close(self) -> None:
