@@ -141,11 +141,10 @@ impl Histogram {
         (0..CHUNKS).filter(|&c| self.chunk(c).is_some()).count() * std::mem::size_of::<Chunk>()
     }
 
-    /// Nearest-rank quantiles (each `q` in [0, 1]) in nanoseconds, in one pass over a copy
-    /// of the buckets. None when nothing was recorded.
-    pub fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
-        // (first bucket index, counts) of each allocated chunk, in bucket order.
-        let counts: Vec<(usize, [u64; CHUNK])> = (0..CHUNKS)
+    /// (first bucket index, counts) of each allocated chunk, in bucket order: one copy, so
+    /// every figure computed from it agrees with the others.
+    fn copy(&self) -> Vec<(usize, [u64; CHUNK])> {
+        (0..CHUNKS)
             .filter_map(|c| {
                 let chunk = self.chunk(c)?;
                 Some((
@@ -153,7 +152,41 @@ impl Histogram {
                     std::array::from_fn(|i| chunk[i].load(Ordering::Relaxed)),
                 ))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Prometheus-style cumulative counts: for each upper bound (nanoseconds, in
+    /// non-decreasing order) the number of values in buckets up to and including the one
+    /// the bound falls in, and the total of all buckets (the `+Inf` count), from one copy.
+    ///
+    /// A bucket that straddles a bound is counted wholly under it, so the count at bound
+    /// `b` includes every value `<= b` and may include values of `b`'s own bucket above
+    /// it: at most `b / 64` above `b` (exact below 64 ns, and when `b` is a bucket's last
+    /// nanosecond). Values above `MAX_NS` were clamped into the top bucket when recorded.
+    pub fn cumulative(&self, bounds_ns: &[u64]) -> (Vec<u64>, u64) {
+        let limits: Vec<usize> = bounds_ns.iter().map(|&b| bucket_of(b)).collect();
+        let mut out = Vec::with_capacity(limits.len());
+        let mut seen = 0u64;
+        for (base, cs) in self.copy() {
+            for (i, &c) in cs.iter().enumerate() {
+                if c == 0 {
+                    continue;
+                }
+                // Bounds whose bucket lies before this one are complete.
+                while out.len() < limits.len() && limits[out.len()] < base + i {
+                    out.push(seen);
+                }
+                seen += c;
+            }
+        }
+        out.resize(limits.len(), seen);
+        (out, seen)
+    }
+
+    /// Nearest-rank quantiles (each `q` in [0, 1]) in nanoseconds, in one pass over a copy
+    /// of the buckets. None when nothing was recorded.
+    pub fn quantiles(&self, qs: &[f64]) -> Vec<Option<f64>> {
+        let counts = self.copy();
         let total: u64 = counts.iter().flat_map(|(_, cs)| cs.iter()).sum();
         qs.iter()
             .map(|&q| {
@@ -337,6 +370,73 @@ mod tests {
         for (q, g) in qs.iter().zip(got) {
             assert_eq!(g, Some(dense_quantile(&xs, *q)), "q={q}");
         }
+    }
+
+    /// The cumulative counts a dense bucket array gives, counted value by value.
+    fn dense_cumulative(xs: &[u64], bounds: &[u64]) -> Vec<u64> {
+        bounds
+            .iter()
+            .map(|&b| xs.iter().filter(|&&x| bucket_of(x) <= bucket_of(b)).count() as u64)
+            .collect()
+    }
+
+    #[test]
+    fn cumulative_matches_the_dense_histogram() {
+        let xs: Vec<u64> = (0..5_000u64)
+            .map(|i| {
+                let r = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(23);
+                r >> (r % 64)
+            })
+            .collect();
+        let h = Histogram::new();
+        for &x in &xs {
+            h.record(x);
+        }
+        let mut bounds: Vec<u64> = vec![0, 1, 63, 64, 65, 1_000, 5_000_000, 1 << 40];
+        bounds.extend([MAX_NS, u64::MAX]);
+        let (got, total) = h.cumulative(&bounds);
+        assert_eq!(got, dense_cumulative(&xs, &bounds));
+        assert_eq!(total, xs.len() as u64);
+        assert_eq!(
+            got.last(),
+            Some(&total),
+            "the top bucket holds the clamped values"
+        );
+    }
+
+    #[test]
+    fn cumulative_brackets_the_exact_counts() {
+        // Every value <= a bound is counted; nothing more than 1/64 above it is.
+        let xs: Vec<u64> = (1..=20_000u64).map(|i| i * 997).collect();
+        let h = Histogram::new();
+        for &x in &xs {
+            h.record(x);
+        }
+        let bounds: Vec<u64> = (1..200u64).map(|i| i * 99_991).collect();
+        let (got, _) = h.cumulative(&bounds);
+        for (&b, &n) in bounds.iter().zip(&got) {
+            let at_most = xs.iter().filter(|&&x| x <= b).count() as u64;
+            let within = xs.iter().filter(|&&x| x <= b + b / 64).count() as u64;
+            assert!(
+                at_most <= n && n <= within,
+                "bound {b}: {at_most} <= {n} <= {within}"
+            );
+        }
+    }
+
+    #[test]
+    fn cumulative_is_exact_on_bucket_edges_and_empty_when_idle() {
+        let h = Histogram::new();
+        assert_eq!(h.cumulative(&[0, 10, u64::MAX]), (vec![0, 0, 0], 0));
+        assert_eq!(h.cumulative(&[]), (vec![], 0));
+        // 1 ms..2 ms: bucket width 2^14 ns. The last nanosecond of a bucket is exact.
+        let lo = 1u64 << 20;
+        let width = 1u64 << 14;
+        for x in [lo, lo + width - 1, lo + width, lo + 5 * width] {
+            h.record(x);
+        }
+        let (got, total) = h.cumulative(&[lo - 1, lo + width - 1, lo + width, lo + 4 * width]);
+        assert_eq!((got, total), (vec![0, 2, 3, 3], 4));
     }
 
     #[test]

@@ -88,6 +88,36 @@ fn latency_ns(seconds: f64) -> PyResult<u64> {
     Ok((seconds * 1e9) as u64)
 }
 
+/// Histogram upper bounds in seconds -> nanoseconds, converted as `latency_ns` converts a
+/// recorded latency (so a value equal to a bound lands at or below it). Each bound must be
+/// finite, `>= 0` and greater than the one before.
+fn bounds_ns(bounds: &[f64]) -> PyResult<Vec<u64>> {
+    let mut out = Vec::with_capacity(bounds.len());
+    let mut last = f64::NEG_INFINITY;
+    for (i, &b) in bounds.iter().enumerate() {
+        if !b.is_finite() || b < 0.0 {
+            return Err(PyValueError::new_err(format!(
+                "bounds must be finite numbers of seconds >= 0, got {b} at index {i}"
+            )));
+        }
+        if b <= last {
+            return Err(PyValueError::new_err(format!(
+                "bounds must be strictly increasing, got {b} after {last} at index {i}"
+            )));
+        }
+        last = b;
+        out.push(latency_ns(b)?);
+    }
+    Ok(out)
+}
+
+/// `(cumulative counts at each bound, count, sum in seconds)` of one histogram.
+fn buckets(h: &Histogram, bounds: Vec<f64>) -> PyResult<(Vec<u64>, u64, f64)> {
+    let ns = bounds_ns(&bounds)?;
+    let (cumulative, count) = h.cumulative(&ns);
+    Ok((cumulative, count, h.sum_ns() as f64 / 1e9))
+}
+
 /// Request-level counters of one manager.
 #[pyclass(frozen, module = "agenticaiframework._native")]
 #[derive(Default)]
@@ -277,6 +307,26 @@ impl ModelStats {
     /// The latency at quantile `q` in [0, 1], in seconds (None before any sample).
     fn quantile(&self, q: f64) -> Option<f64> {
         self.latency.quantiles(&[q])[0].map(|ns| ns / 1e9)
+    }
+
+    /// Attempt latency as a Prometheus histogram: `(cumulative, count, sum_seconds)`, where
+    /// `cumulative[i]` counts the attempts up to `bounds[i]` seconds (finite, `>= 0`,
+    /// strictly increasing; else ValueError) and `count` is the `+Inf` bucket, all from
+    /// one copy of the native buckets. A native bucket (at most 1/64 of its lower edge
+    /// wide) that straddles a bound is counted wholly under it: every value `<= bound` is
+    /// counted, and a counted value is at most `bound / 64` above it. `sum_seconds` is
+    /// read beside the copy, so under concurrent writers it may be a few records apart.
+    ///
+    /// >>> s = ModelStats(); s.record_success(0.2); s.record_failure(3.0)
+    /// >>> s.latency_buckets([0.1, 1.0, 10.0])
+    /// ([0, 1, 2], 2, 3.2)
+    fn latency_buckets(&self, bounds: Vec<f64>) -> PyResult<(Vec<u64>, u64, f64)> {
+        buckets(&self.latency, bounds)
+    }
+
+    /// Time to first chunk of streamed attempts, as `latency_buckets` gives latency.
+    fn ttfc_buckets(&self, bounds: Vec<f64>) -> PyResult<(Vec<u64>, u64, f64)> {
+        buckets(&self.ttfc, bounds)
     }
 
     /// Counters plus avg/p50/p95/p99 latency in seconds.

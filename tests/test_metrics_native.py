@@ -177,3 +177,59 @@ def test_breaker_trial_limit_under_threads() -> None:
     run_threads(8, worker)
     assert peak <= 3
     assert breaker.trials_outstanding == 0
+
+
+def _bucket_of(ns: int) -> int:
+    """src/metrics.rs ``bucket_of``, in Python: 64 sub-buckets per power of two."""
+    v = min(ns, (1 << 42) - 1)
+    if v < 64:
+        return v
+    e = v.bit_length() - 1
+    return 64 + (e - 6) * 64 + ((v >> (e - 6)) - 64)
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)  # the native conversion: truncated nanoseconds
+
+
+_bounds = st.lists(
+    st.floats(0.0, 5000.0, allow_nan=False, allow_infinity=False), max_size=20, unique=True
+).map(sorted)
+
+
+@settings(max_examples=300, deadline=None)
+@given(latencies=st.lists(st.floats(0.0, 5000.0), max_size=300), bounds=_bounds)
+def test_latency_buckets_match_a_plain_model(latencies: list[float], bounds: list[float]) -> None:
+    """Prometheus cumulative counts from the native buckets, against counting the values:
+    exactly the model's bucket rule, and within one native bucket of the exact count."""
+    stats = ModelStats()
+    for i, s in enumerate(latencies):
+        (stats.record_success if i % 2 else stats.record_failure)(s)
+    cumulative, count, total = stats.latency_buckets(bounds)
+    assert count == len(latencies)
+    assert total == sum(_ns(s) for s in latencies) / 1e9
+    assert len(cumulative) == len(bounds)
+    for b, got in zip(bounds, cumulative, strict=True):
+        model = sum(1 for s in latencies if _bucket_of(_ns(s)) <= _bucket_of(_ns(b)))
+        assert got == model
+        # Every value <= b is counted, and none more than one bucket (b/64) above b
+        # (values past 2^42 ns, about 73 minutes, are clamped into the top bucket).
+        assert sum(1 for s in latencies if s <= b) <= got
+        top = (1 << 42) - 1
+        assert got <= sum(1 for s in latencies if min(_ns(s), top) <= _ns(b) + _ns(b) // 64)
+    assert cumulative == sorted(cumulative)
+
+
+def test_latency_buckets_reject_bad_bounds() -> None:
+    stats = ModelStats()
+    stats.record_success(0.5)
+    for bad in ([1.0, 1.0], [2.0, 1.0], [float("nan")], [float("inf")], [-0.5]):
+        with pytest.raises(ValueError):
+            stats.latency_buckets(bad)
+        with pytest.raises(ValueError):
+            stats.ttfc_buckets(bad)
+    for wrong in ("0.1", None, [object()]):
+        with pytest.raises(TypeError):
+            stats.latency_buckets(wrong)  # type: ignore[arg-type]
+    assert stats.latency_buckets([]) == ([], 1, 0.5)
+    assert stats.ttfc_buckets([0.1]) == ([0], 0, 0.0)

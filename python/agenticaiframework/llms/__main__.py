@@ -1,6 +1,7 @@
 """The demo: simulated providers behind a manager with a fallback chain.
 
     python -m agenticaiframework.llms demo [--requests N] [--async] [--seed S] [--openai]
+        [--prometheus PORT [--hold SECONDS]]
 
 No API key and no network: three simulated models (one with an outage window) answer a
 stream of prompts with repeats, and the demo prints progress, then the metrics, each
@@ -9,6 +10,9 @@ model's stats and its breaker state.
 ``--openai`` puts a real OpenAI-compatible endpoint first instead, from the environment:
 ``OPENAI_MODEL`` (required), ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` (for vLLM, Ollama,
 llama.cpp server, ...), with the simulated local model as its fallback.
+
+``--prometheus PORT`` serves ``/metrics`` (the ``prometheus`` extra) while the demo runs,
+on 127.0.0.1 (port 0: a free one, printed), and ``--hold SECONDS`` longer after it ends.
 """
 
 from __future__ import annotations
@@ -232,7 +236,25 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         help="N worker processes sharing through a local redis-server",
     )
     demo.add_argument("--redis", default=None, help="with --fleet: this Redis instead")
+    demo.add_argument(
+        "--prometheus",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve /metrics on 127.0.0.1:PORT while the demo runs (0: a free port)",
+    )
+    demo.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="with --prometheus: keep serving this long after the run",
+    )
     args = parser.parse_args(argv)
+    if args.prometheus is not None and (args.fleet or not 0 <= args.prometheus <= 65535):
+        parser.error("--prometheus PORT takes a port in 0..65535, without --fleet")
+    if args.hold < 0 or (args.hold and args.prometheus is None):
+        parser.error("--hold SECONDS takes SECONDS >= 0, with --prometheus")
     if args.requests is None:
         args.requests = 20 if args.openai else 1500
     if args.requests < 1:
@@ -268,12 +290,31 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         f"{mode}; {about}",
         file=out,
     )
-    t0 = time.perf_counter()
-    if args.use_async:
-        asyncio.run(run_async(llm, stream, out, args.concurrency))
-    else:
-        run_sync(llm, stream, out)
-    report(llm, time.perf_counter() - t0, out)
+    server = None
+    if args.prometheus is not None:
+        try:
+            from .prometheus import serve
+        except ImportError as exc:
+            raise SystemExit(
+                f"--prometheus needs the prometheus extra (pip install "
+                f"'agenticaiframework[prometheus]'): {exc}"
+            ) from None
+        server, _ = serve(llm, args.prometheus)
+        print(f"serving http://127.0.0.1:{server.server_port}/metrics", file=out, flush=True)
+    try:
+        t0 = time.perf_counter()
+        if args.use_async:
+            asyncio.run(run_async(llm, stream, out, args.concurrency))
+        else:
+            run_sync(llm, stream, out)
+        report(llm, time.perf_counter() - t0, out)
+        if server is not None and args.hold:
+            print(f"\nserving /metrics for {args.hold:g}s more", file=out, flush=True)
+            time.sleep(args.hold)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return 0
 
 
