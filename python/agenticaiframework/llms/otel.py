@@ -310,24 +310,24 @@ class Instrumentation:
         self._detach(r)
         a, r.attempt = r.attempt, None
         span, metric = a.span, a.attrs
+        attrs: dict[str, Any] = {"agenticai.outcome": ev.outcome}
         if ev.outcome == "success":
-            metric["gen_ai.response.model"] = metric["gen_ai.request.model"]
-            span.set_attribute("gen_ai.response.model", metric["gen_ai.request.model"])
+            attrs["gen_ai.response.model"] = metric["gen_ai.response.model"] = metric[
+                "gen_ai.request.model"
+            ]
             tokens = not ev.usage_estimated
             if tokens:
-                span.set_attribute("gen_ai.usage.input_tokens", ev.prompt_tokens)
-                span.set_attribute("gen_ai.usage.output_tokens", ev.completion_tokens)
+                attrs["gen_ai.usage.input_tokens"] = ev.prompt_tokens
+                attrs["gen_ai.usage.output_tokens"] = ev.completion_tokens
             else:
-                span.set_attribute("agenticai.usage.estimated", True)
+                attrs["agenticai.usage.estimated"] = True
             if self.capture_content and ev.text is not None:
-                span.set_attribute("gen_ai.output.messages", _output_messages(ev.text))
+                attrs["gen_ai.output.messages"] = _output_messages(ev.text)
         else:
-            error = ev.error_type or ev.outcome
-            metric["error.type"] = error
-            span.set_attribute("error.type", error)
+            attrs["error.type"] = metric["error.type"] = ev.error_type or ev.outcome
             span.set_status(Status(StatusCode.ERROR))
             tokens = False
-        span.set_attribute("agenticai.outcome", ev.outcome)
+        span.set_attributes(attrs)  # one lock and one pass, not one per attribute
         span.end()
         self._duration.record(ev.latency, metric)
         if tokens:
