@@ -496,6 +496,25 @@ def test_parentage_generate(otel: Otel, model: str) -> None:
     assert [ctx for ctx, _ in seen] == [att.context]
 
 
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_the_request_span_is_current_between_attempts(otel: Otel, run: str) -> None:
+    seen: list[Any] = []
+
+    def sleep(_: float) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+
+    async def async_sleep(_: float) -> None:
+        sleep(_)
+
+    m = one(manager(max_retries=2, sleep=sleep, async_sleep=async_sleep), "m", Flaky(1))
+    otel.instrument(m)
+    with otel.user.start_as_current_span("user") as user_span:
+        m.generate("p") if run == "sync" else asyncio.run(m.agenerate("p"))
+        assert trace.get_current_span() is user_span
+    (req,) = otel.requests()
+    assert seen == [req.context]  # the backoff wait ran under the request span
+
+
 def test_parentage_agenerate_with_a_sync_model_on_a_worker_thread(otel: Otel) -> None:
     m = manager()
     seen = seen_span(m, "m")

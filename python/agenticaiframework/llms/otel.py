@@ -8,7 +8,8 @@
 
 Built on :meth:`LLMManager.subscribe` alone (events.py): each request is an INTERNAL span
 named after its method (``generate``, ``agenerate``, ``stream``, ``astream``), a child of
-whatever span is current when it starts (your web framework's); each call to a model is a
+whatever span is current when it starts (your web framework's), and current itself until
+it ends (not a stream's: its steps run in the consumer's context); each call to a model is a
 CLIENT span ``"{gen_ai.operation.name} {gen_ai.request.model}"`` under it, and it is the
 current span while the model runs, so the model's own instrumentation (httpx, an SDK)
 nests under it, on a worker thread too (the pools copy the context at submission). A
@@ -133,7 +134,7 @@ def _output_messages(text: str) -> str:
 class _Request:
     """One request's spans, from its RequestStarted to its RequestEnded."""
 
-    __slots__ = ("attempt", "ctx", "kwargs", "operation", "prompt", "span", "token")
+    __slots__ = ("attempt", "ctx", "kwargs", "operation", "own", "prompt", "span", "token")
 
     def __init__(self, span: Span, ev: RequestStarted) -> None:
         self.span = span
@@ -143,6 +144,7 @@ class _Request:
         self.ctx: Any = None  # the request span's context, made at its first attempt
         self.attempt: _Attempt | None = None
         self.token: object = None  # the attached attempt context, detached at its end
+        self.own: object = None  # the attached request context (not a stream's)
 
 
 class _Attempt:
@@ -241,7 +243,14 @@ class Instrumentation:
         attrs: dict[str, Any] = {"agenticai.operation": ev.operation, "agenticai.route": ev.route}
         # The parent: whatever is current here, on the request's thread or in its task.
         span = self._tracer.start_span(ev.operation, kind=SpanKind.INTERNAL, attributes=attrs)
-        self._open[ev.request_id] = _Request(span, ev)
+        r = _Request(span, ev)
+        if ev.operation not in _STREAMS:
+            # Current until its RequestEnded, told in the same thread or task, so what
+            # runs between attempts (a Redis lookup, a backoff sleep) is under it too. A
+            # stream's steps run inside the consumer's next() calls, its context between.
+            r.ctx = trace.set_span_in_context(span)
+            r.own = otel_context.attach(r.ctx)
+        self._open[ev.request_id] = r
 
     def _model_attrs(self, name: str) -> tuple[str, str | None]:
         """The model's name for ``gen_ai.request.model`` and its provider, if known: the
@@ -361,6 +370,9 @@ class Instrumentation:
             r.attempt.span.set_attribute("agenticai.incomplete", True)
             r.attempt.span.end()
             r.attempt = None
+        own, r.own = r.own, None
+        if own is not None:
+            otel_context.detach(own)  # type: ignore[arg-type]
         span = r.span
         attrs: dict[str, Any] = {
             "agenticai.outcome": ev.outcome,
