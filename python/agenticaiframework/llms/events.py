@@ -26,7 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from time import perf_counter
@@ -50,11 +50,14 @@ logger = logging.getLogger("agenticaiframework.llms")
 class RequestStarted:
     """A request began (``operation``: generate, agenerate, stream or astream; the
     ``*_response`` methods are generate and agenerate). ``route``: the models it may try,
-    in order."""
+    in order. ``prompt`` and ``kwargs``: the request's own (not copies; ``kwargs`` holds
+    whatever the caller passed, secrets included: never show it whole)."""
 
     request_id: int
     operation: str
     route: tuple[str, ...]
+    prompt: str | None = None
+    kwargs: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,9 @@ class AttemptStarted:
 class AttemptEnded:
     """That call ended. ``outcome``: success, failure, or cancelled (abandoned, or never
     started: its model's workers were all busy). ``latency``: seconds since
-    :class:`AttemptStarted`. ``error_type``: the exception's class name on a failure."""
+    :class:`AttemptStarted`. ``error_type``: the exception's class name on a failure.
+    On a success, ``text``: the answer, and ``usage_estimated``: whether the token counts
+    are the library's estimate (the model reported none)."""
 
     request_id: int
     model: str
@@ -84,6 +89,8 @@ class AttemptEnded:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error_type: str | None = None
+    text: str | None = None
+    usage_estimated: bool = False
     deployment: str | None = None
 
 
@@ -128,7 +135,8 @@ class RequestEnded:
     when nothing did. ``coalesced``: the answer was another request's (single-flight).
     ``model``: the model whose answer it is, when known. ``latency``: seconds.
     ``attempts``, ``retries``, ``fallbacks``: this request's own (0 when it walked no
-    route). ``error_type``: the class name of what it raised."""
+    route). ``error_type``: the class name of what it raised. ``text``: the answer, when
+    known (a stream served from the cache does not say it)."""
 
     request_id: int
     operation: str
@@ -141,6 +149,7 @@ class RequestEnded:
     retries: int = 0
     fallbacks: int = 0
     error_type: str | None = None
+    text: str | None = None
 
 
 Event: TypeAlias = (
@@ -249,6 +258,7 @@ class Trace:
         "request_id",
         "retries",
         "t0",
+        "text",
         "tier",
     )
 
@@ -260,17 +270,27 @@ class Trace:
         self.coalesced = False
         self.model: str | None = None
         self.attempts = self.retries = self.fallbacks = 0
+        self.text: str | None = None
         self.t0 = perf_counter()
 
-    def start(self, route: tuple[str, ...]) -> None:
-        self.hub.emit(RequestStarted(self.request_id, self.operation, route))
+    def start(
+        self,
+        route: tuple[str, ...],
+        prompt: str | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.hub.emit(RequestStarted(self.request_id, self.operation, route, prompt, kwargs))
 
-    def end(self, exc: BaseException | None) -> None:
+    def end(self, exc: BaseException | None, out: object = None) -> None:
+        text = self.text
         if exc is None:
             outcome, tier, error = "success", self.tier or "l1", None
+            if out is not None:  # a str, or a response object with its text
+                t = out if isinstance(out, str) else getattr(out, "text", None)
+                text = t if isinstance(t, str) else text
         else:
             outcome = "failure" if isinstance(exc, Exception) else "cancelled"
-            tier, error = None, type(exc).__name__
+            tier, error, text = None, type(exc).__name__, None
         self.hub.emit(
             RequestEnded(
                 self.request_id,
@@ -284,6 +304,7 @@ class Trace:
                 self.retries,
                 self.fallbacks,
                 error,
+                text,
             )
         )
 
@@ -300,7 +321,7 @@ def answered_by(tier: str, record: Record | None = None, coalesced: bool = False
         t.tier = tier
         t.coalesced = t.coalesced or coalesced
         if record is not None:
-            t.model = record.model
+            t.model, t.text = record.model, record.text
 
 
 # ------------------------------------------------------------------------------ the walk
@@ -321,9 +342,11 @@ class ObservedWalk(Walk):
         self.t_attempt = perf_counter()
         super().__init__(m, plan, kwargs, first)
 
-    def _done(self, model: Model) -> None:
+    def _done(self, model: Model, rec: Any = None) -> None:
         t = self.trace
         t.tier, t.model = "model", model.name
+        if rec is not None:
+            t.text = rec.text
         t.attempts, t.retries, t.fallbacks = self.attempts, self.retries, self.fallbacks
 
     def _ended(self, model: Model, outcome: str, exc: BaseException | None, rec: Any) -> None:
@@ -340,6 +363,8 @@ class ObservedWalk(Walk):
                 rec.prompt_tokens if rec is not None else 0,
                 rec.completion_tokens if rec is not None else 0,
                 type(exc).__name__ if exc is not None else None,
+                rec.text if rec is not None else None,
+                rec.estimated if rec is not None else False,
                 model.deployment,
             )
         )
@@ -381,14 +406,14 @@ class ObservedWalk(Walk):
         model = self.model
         rec = super().succeeded(record)
         self._ended(model, "success", None, rec)
-        self._done(model)
+        self._done(model, rec)
         return rec
 
     def answered(self, prompt: str, text: str) -> Record:
         model = self.model
         rec = super().answered(prompt, text)
         self._ended(model, "success", None, rec)
-        self._done(model)
+        self._done(model, rec)
         return rec
 
     def broken(self, exc: Exception, parts: list[str]) -> StreamInterruptedError:
@@ -455,11 +480,11 @@ def observed_methods(m: LLMManager, hub: Hub) -> dict[str, Callable[..., Any]]:
 
     def stream(prompt: Any, use_cache: Any = True, **kwargs: Any) -> Iterator[str]:
         inner = cls.stream(m, prompt, use_cache, **kwargs)  # checks the prompt now
-        return traced_stream(m, hub, inner)
+        return traced_stream(m, hub, inner, prompt, kwargs)
 
     def astream(prompt: Any, use_cache: Any = True, **kwargs: Any) -> AsyncIterator[str]:
         inner = cls.astream(m, prompt, use_cache, **kwargs)
-        return atraced_stream(m, hub, inner)
+        return atraced_stream(m, hub, inner, prompt, kwargs)
 
     for f, orig in (
         (generate, cls.generate),
@@ -490,7 +515,7 @@ def traced(
     kwargs: dict[str, Any],
 ) -> Any:
     t = Trace(hub, op)
-    t.start(m._route_names)
+    t.start(m._route_names, prompt, kwargs)
     token = CURRENT.set(t)
     try:
         out = fn(m, prompt, use_cache, **kwargs)
@@ -499,7 +524,7 @@ def traced(
         raise
     finally:
         CURRENT.reset(token)
-    t.end(None)
+    t.end(None, out)
     return out
 
 
@@ -513,7 +538,7 @@ async def atraced(
     kwargs: dict[str, Any],
 ) -> Any:
     t = Trace(hub, op)
-    t.start(m._route_names)
+    t.start(m._route_names, prompt, kwargs)
     token = CURRENT.set(t)
     try:
         out = await fn(m, prompt, use_cache, **kwargs)
@@ -522,15 +547,17 @@ async def atraced(
         raise
     finally:
         CURRENT.reset(token)
-    t.end(None)
+    t.end(None, out)
     return out
 
 
-def traced_stream(m: LLMManager, hub: Hub, inner: Iterator[str]) -> Iterator[str]:
+def traced_stream(
+    m: LLMManager, hub: Hub, inner: Iterator[str], prompt: str, kwargs: dict[str, Any]
+) -> Iterator[str]:
     # Started at the first next(), as the stream itself is; the trace is current only
     # inside each next(), since the consumer's context between chunks is its own.
     t = Trace(hub, "stream")
-    t.start(m._route_names)
+    t.start(m._route_names, prompt, kwargs)
     try:
         while True:
             token = CURRENT.set(t)
@@ -550,9 +577,11 @@ def traced_stream(m: LLMManager, hub: Hub, inner: Iterator[str]) -> Iterator[str
     t.end(None)
 
 
-async def atraced_stream(m: LLMManager, hub: Hub, inner: AsyncIterator[str]) -> AsyncIterator[str]:
+async def atraced_stream(
+    m: LLMManager, hub: Hub, inner: AsyncIterator[str], prompt: str, kwargs: dict[str, Any]
+) -> AsyncIterator[str]:
     t = Trace(hub, "astream")
-    t.start(m._route_names)
+    t.start(m._route_names, prompt, kwargs)
     try:
         while True:
             token = CURRENT.set(t)
