@@ -8,6 +8,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod key;
+pub mod limiter;
 pub mod lru;
 pub mod metrics;
 pub mod token;
