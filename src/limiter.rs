@@ -244,6 +244,8 @@ pub struct Reservation {
     pub tokens: u64,
     /// The end of the tokens' slot on the token limit's timeline.
     pub end: u64,
+    /// The end of the request's slot on the request limit's timeline (0: none).
+    pub req_end: u64,
 }
 
 /// Counters for snapshots; relaxed (they order nothing).
@@ -365,7 +367,11 @@ impl Limiter {
         };
         self.counts.admitted.fetch_add(1, Ordering::Relaxed);
         let tokens = if self.tokens.is_some() { tokens } else { 0 };
-        Ok(Reservation { tokens, end })
+        Ok(Reservation {
+            tokens,
+            end,
+            req_end: req_end.unwrap_or(0),
+        })
     }
 
     /// Settles a reservation with the tokens really used, at `now`: the difference is
@@ -381,6 +387,16 @@ impl Limiter {
             let c = t.charge(actual - r.tokens, now);
             i64::try_from(c / t.interval).unwrap_or(i64::MAX)
         }
+    }
+
+    /// Gives a reservation back whole (the call was never made, or cancelled before it
+    /// reached the provider): its request slot and all its tokens, at most what has not
+    /// refilled yet.
+    pub fn release(&self, r: Reservation, now: u64) {
+        if let Some(g) = &self.requests {
+            g.refund(1, r.req_end, now);
+        }
+        self.settle(r, 0, now);
     }
 
     /// Refuses everything until `until` (a 429's Retry-After); a later cool-down
@@ -450,13 +466,19 @@ mod tests {
     #[test]
     fn bad_limits_name_their_parameter() {
         for v in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9 + 1.0, 1e300] {
-            let e = Limiter::new(Some(v), None, None, None).err().expect("refused");
+            let e = Limiter::new(Some(v), None, None, None)
+                .err()
+                .expect("refused");
             assert_eq!(e.param, "rpm");
-            let e = Limiter::new(None, Some(v), None, None).err().expect("refused");
+            let e = Limiter::new(None, Some(v), None, None)
+                .err()
+                .expect("refused");
             assert_eq!(e.param, "tpm");
         }
         assert_eq!(
-            Limiter::new(Some(1.0), None, Some(0), None).err().map(|e| e.param),
+            Limiter::new(Some(1.0), None, Some(0), None)
+                .err()
+                .map(|e| e.param),
             Some("burst")
         );
         assert_eq!(
@@ -466,7 +488,9 @@ mod tests {
             Some("token_burst")
         );
         assert_eq!(
-            Limiter::new(None, None, Some(3), None).err().map(|e| e.param),
+            Limiter::new(None, None, Some(3), None)
+                .err()
+                .map(|e| e.param),
             Some("burst")
         );
         assert!(Limiter::new(Some(1e9), Some(1e9), None, None).is_ok());
@@ -523,14 +547,30 @@ mod tests {
         let r = Reservation {
             tokens: u64::MAX,
             end: u64::MAX,
+            req_end: u64::MAX,
         };
         l.settle(r, 0, 0);
         assert_eq!(l.tokens().map(|g| g.tat()), Some(0));
-        l.settle(Reservation { tokens: 0, end: 0 }, u64::MAX, S);
+        let nothing = Reservation {
+            tokens: 0,
+            end: 0,
+            req_end: 0,
+        };
+        l.settle(nothing, u64::MAX, S);
         assert_eq!(l.tokens().map(|g| g.tat()), Some(u64::MAX));
         assert!(matches!(l.try_acquire(0, 5 * S), Err(Refusal::Wait(_))));
         // At the end of time everything saturates; nothing panics.
         let _ = l.try_acquire(u64::MAX, u64::MAX);
+    }
+
+    #[test]
+    fn release_gives_the_request_and_tokens_back() {
+        let l = lim(Some(1.0), Some(100.0));
+        let r = l.try_acquire(80, 0).expect("fits");
+        assert!(l.try_acquire(0, 0).is_err());
+        l.release(r, 0);
+        assert_eq!(l.headroom(0), 1.0);
+        assert!(l.try_acquire(80, 0).is_ok());
     }
 
     #[test]
@@ -574,9 +614,7 @@ mod tests {
             .map(|_| {
                 let l = l.clone();
                 std::thread::spawn(move || {
-                    (0..500)
-                        .filter(|_| l.try_acquire(7, 5 * S).is_ok())
-                        .count()
+                    (0..500).filter(|_| l.try_acquire(7, 5 * S).is_ok()).count()
                 })
             })
             .collect();
