@@ -374,6 +374,19 @@ impl Limiter {
         })
     }
 
+    /// The wait before one request costing `tokens` could be admitted at `now` (0:
+    /// now), taking nothing: the cool-down and both limits.
+    pub fn wait(&self, tokens: u64, now: u64) -> Refusal {
+        let mut w = Refusal::Wait(self.cooldown_remaining(now));
+        if let Some(g) = &self.requests {
+            w = w.max(g.wait(1, now).map_or_else(|n| n, Refusal::Wait));
+        }
+        if let Some(t) = &self.tokens {
+            w = w.max(t.wait(tokens, now).map_or_else(|n| n, Refusal::Wait));
+        }
+        w
+    }
+
     /// Settles a reservation with the tokens really used, at `now`: the difference is
     /// given back (at most what has not refilled yet) or charged (later admissions
     /// wait). Returns the signed difference applied, in tokens (rounded toward zero).
@@ -504,6 +517,8 @@ mod tests {
         assert!(matches!(l.try_acquire(20, 0), Err(Refusal::Wait(_))));
         assert_eq!(l.requests().map(|g| g.available(0)), Some(1.0));
         assert!(l.try_acquire(10, 0).is_ok());
+        assert_eq!(l.wait(0, 0), Refusal::Wait(30 * S));
+        assert_eq!(l.wait(101, 0), Refusal::Never);
     }
 
     #[test]
@@ -579,6 +594,7 @@ mod tests {
         l.cool_down(5 * S);
         l.cool_down(2 * S); // earlier: no change
         assert_eq!(l.try_acquire(0, S), Err(Refusal::Wait(4 * S)));
+        assert_eq!(l.wait(0, S), Refusal::Wait(4 * S));
         assert_eq!(l.headroom(S), 0.0);
         assert!(l.try_acquire(0, 5 * S).is_ok());
         assert_eq!(l.cooldown_remaining(5 * S), 0);

@@ -216,6 +216,14 @@ impl RateLimiter {
         })
     }
 
+    /// Seconds until one request costing `tokens` could be admitted (0.0: now; inf:
+    /// never), taking nothing.
+    #[pyo3(signature = (tokens=0))]
+    fn retry_after(&self, py: Python<'_>, tokens: i64) -> PyResult<f64> {
+        let t = tokens_arg(tokens)?;
+        Ok(seconds(self.core.wait(t, self.now(py)?)))
+    }
+
     /// Settles an admitted reservation with the tokens really used: the difference is
     /// given back (only what has not refilled yet) or charged (later admissions wait).
     /// Returns the tokens given back (negative) or charged. A refused reservation
