@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from agenticaiframework._native import BreakerCore, ModelCore, ModelStats, ResponseCache
+from agenticaiframework._native import (
+    BreakerCore,
+    ModelCore,
+    ModelStats,
+    RateLimiter,
+    ResponseCache,
+)
 from benches.conftest import PROMPT_32
 
 
@@ -55,3 +61,15 @@ def test_model_core_attempt(benchmark: Any) -> None:
         rt.success(rt.begin(), 1, 1)
 
     benchmark(attempt)
+
+
+def test_limiter_try_acquire(benchmark: Any) -> None:
+    """One admission on the native clock, never refused (the goal: within 2x of
+    test_floor_dict_lookup; benches/limiter_ratio.py measures both in one loop)."""
+    lim = RateLimiter(rpm=1e9)
+    assert benchmark(lim.try_acquire) == 0.0
+
+
+def test_limiter_try_acquire_tokens(benchmark: Any) -> None:
+    lim = RateLimiter(rpm=1e9, tpm=1e9)
+    assert benchmark(lim.try_acquire, 0) == 0.0

@@ -1,13 +1,14 @@
 //! Native hot-path state for `agenticaiframework.llms`.
 //!
-//! The pure-Rust core (`key`, `lru`, `breaker`, `clock`, `metrics`, `token`) knows
-//! nothing of Python and is tested with `cargo test --no-default-features`; the `py_*`
-//! modules are its PyO3 face.
+//! The pure-Rust core (`key`, `lru`, `breaker`, `limiter`, `clock`, `metrics`, `token`)
+//! knows nothing of Python and is tested with `cargo test --no-default-features`; the
+//! `py_*` modules are its PyO3 face.
 //! This file only registers the module.
 
 pub mod breaker;
 pub mod clock;
 pub mod key;
+pub mod limiter;
 pub mod lru;
 pub mod metrics;
 pub mod token;
@@ -22,6 +23,8 @@ mod py_cache;
 mod py_clock;
 #[cfg(feature = "python")]
 mod py_key;
+#[cfg(feature = "python")]
+mod py_limiter;
 #[cfg(feature = "python")]
 mod py_manager;
 #[cfg(feature = "python")]
@@ -42,6 +45,8 @@ mod _native {
     use crate::py_breaker::BreakerCore;
     #[pymodule_export]
     use crate::py_cache::ResponseCache;
+    #[pymodule_export]
+    use crate::py_limiter::{RateLimiter, Reservation};
     #[pymodule_export]
     use crate::py_manager::ManagerCore;
     #[pymodule_export]

@@ -39,6 +39,25 @@ class AdmissionRejectedError(LLMError):
         super().__init__(f"model {model!r} not admitted: {reason}")
 
 
+class RateLimitedError(AdmissionRejectedError):
+    """A model's own rate limit (requests or tokens per minute, or the cool-down after
+    a 429) refused an attempt before it was made: no call reached the provider.
+
+    An :class:`AdmissionRejectedError` (the walk skips the model like any refused gate,
+    and code that handles refusals handles this one), not a :class:`RateLimitError`,
+    which is the provider's own 429 after a call. ``retry_after``: seconds until the
+    limit could admit it (``inf``: the request needs more tokens than the burst).
+
+    >>> err = RateLimitedError("gpt-4", 1.5)
+    >>> err.model, err.retry_after, isinstance(err, AdmissionRejectedError)
+    ('gpt-4', 1.5, True)
+    """
+
+    def __init__(self, model: str, retry_after: float, reason: str | None = None) -> None:
+        why = reason or f"rate limited; capacity returns in {retry_after:.3f}s"
+        super().__init__(model, why, retry_after)
+
+
 class NonRetryableError(LLMError):
     """Raise it (or a subclass) from an inference function to stop retries on that model.
 
