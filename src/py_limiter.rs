@@ -139,6 +139,11 @@ pub struct RateLimiter {
 // admission's cost. Its tick (a few ms) only coarsens when capacity refills: the GCRA
 // bound holds, per tick, over every window.
 impl RateLimiter {
+    /// `headroom()` for native callers (the deployment picker).
+    pub fn headroom_native(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(self.core.headroom(self.now(py)?))
+    }
+
     /// Now on the limiter's timeline (ns, biased).
     #[inline]
     fn now(&self, py: Python<'_>) -> PyResult<u64> {
@@ -267,7 +272,7 @@ impl RateLimiter {
     /// The fraction of capacity left now, 0.0 to 1.0: the tighter of rpm and tpm, 0.0
     /// while cooling down, 1.0 with no limit.
     fn headroom(&self, py: Python<'_>) -> PyResult<f64> {
-        Ok(self.core.headroom(self.now(py)?))
+        self.headroom_native(py)
     }
 
     /// Counts since creation and the current levels (available requests and tokens:

@@ -6,11 +6,14 @@
 //! (the deployments this request already tried): by weight at random (`weighted`), the fewest attempts in
 //! flight (`least-busy`, ties by weight at random), the lowest latency average
 //! (`latency`, with a share of weighted picks so that a deployment that was slow, or has
-//! no samples yet, is tried again). -1 when none would admit.
+//! no samples yet, is tried again), the most headroom under its rate limits (`usage`). A
+//! deployment whose rate limiter has no headroom (out of quota, or cooling down after a
+//! 429) is not picked. -1 when none would admit.
 //!
 //! Random numbers: SplitMix64 over one atomic counter, so every pick draws its own value
 //! without a lock (seedable for tests).
 
+use crate::py_limiter::RateLimiter;
 use crate::py_model::ModelCore;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -24,6 +27,7 @@ enum Strategy {
     Weighted,
     LeastBusy,
     Latency,
+    Usage,
 }
 
 impl Strategy {
@@ -32,6 +36,7 @@ impl Strategy {
             "weighted" => Some(Strategy::Weighted),
             "least-busy" => Some(Strategy::LeastBusy),
             "latency" => Some(Strategy::Latency),
+            "usage" => Some(Strategy::Usage),
             _ => None,
         }
     }
@@ -41,6 +46,7 @@ impl Strategy {
             Strategy::Weighted => "weighted",
             Strategy::LeastBusy => "least-busy",
             Strategy::Latency => "latency",
+            Strategy::Usage => "usage",
         }
     }
 }
@@ -64,6 +70,9 @@ pub struct Picker {
     strategy: Strategy,
     cores: Vec<Py<ModelCore>>,
     weights: Vec<f64>,
+    /// Each deployment's rate limiter, if it has one: one without headroom (out of quota,
+    /// or cooling down after a 429) is not picked.
+    limiters: Vec<Option<Py<RateLimiter>>>,
     /// The share of `latency` picks made by weight instead (exploration).
     explore: f64,
     rng: AtomicU64,
@@ -109,12 +118,19 @@ impl Picker {
     fn candidates(&self, py: Python<'_>, avoid: u64, exclude: u64) -> PyResult<Set> {
         let mut ok = Set::new();
         for (i, c) in self.cores.iter().enumerate() {
-            if exclude & (1u64 << i) == 0 && c.get().admits(py)? {
+            if exclude & (1u64 << i) == 0 && c.get().admits(py)? && self.headroom(py, i)? > 0.0 {
                 ok.push(i);
             }
         }
         let fresh = ok.filtered(|i| avoid & (1u64 << i) == 0);
         Ok(if fresh.n == 0 { ok } else { fresh })
+    }
+
+    fn headroom(&self, py: Python<'_>, i: usize) -> PyResult<f64> {
+        match &self.limiters[i] {
+            Some(l) => l.get().headroom_native(py),
+            None => Ok(1.0),
+        }
     }
 
     fn by_weight(&self, among: &Set) -> usize {
@@ -135,17 +151,18 @@ impl Picker {
 #[pymethods]
 impl Picker {
     #[new]
-    #[pyo3(signature = (strategy, cores, weights, *, explore=0.05, seed=None))]
+    #[pyo3(signature = (strategy, cores, weights, limiters=None, *, explore=0.05, seed=None))]
     fn new(
         strategy: &str,
         cores: Vec<Py<ModelCore>>,
         weights: Vec<f64>,
+        limiters: Option<Vec<Option<Py<RateLimiter>>>>,
         explore: f64,
         seed: Option<u64>,
     ) -> PyResult<Self> {
         let strategy = Strategy::parse(strategy).ok_or_else(|| {
             PyValueError::new_err(format!(
-                "routing must be 'weighted', 'least-busy' or 'latency', not {strategy:?}"
+                "routing must be 'weighted', 'least-busy', 'latency' or 'usage', not {strategy:?}"
             ))
         })?;
         if cores.is_empty() || cores.len() > MAX_DEPLOYMENTS {
@@ -157,6 +174,12 @@ impl Picker {
         if weights.len() != cores.len() {
             return Err(PyTypeError::new_err(
                 "weights must have one entry per deployment",
+            ));
+        }
+        let limiters = limiters.unwrap_or_else(|| cores.iter().map(|_| None).collect());
+        if limiters.len() != cores.len() {
+            return Err(PyTypeError::new_err(
+                "limiters must have one entry per deployment",
             ));
         }
         if let Some(w) = weights
@@ -184,6 +207,7 @@ impl Picker {
             strategy,
             cores,
             weights,
+            limiters,
             explore,
             rng: AtomicU64::new(seed),
         })
@@ -224,6 +248,16 @@ impl Picker {
                 } else {
                     among.iter().min_by_key(|&i| avg(i)).unwrap_or(0)
                 }
+            }
+            Strategy::Usage => {
+                // The most headroom under its limits (ties, e.g. no limits: by weight).
+                let mut best = f64::NEG_INFINITY;
+                let mut room = [0.0f64; MAX_DEPLOYMENTS];
+                for i in among.iter() {
+                    room[i] = self.headroom(py, i)?;
+                    best = best.max(room[i]);
+                }
+                self.by_weight(&among.filtered(|i| room[i] >= best))
             }
         };
         Ok(i as i64)

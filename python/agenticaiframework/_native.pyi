@@ -223,6 +223,7 @@ class Picker:
         strategy: str,
         cores: Sequence[ModelCore],
         weights: Sequence[float],
+        limiters: Sequence[RateLimiter | None] | None = None,
         *,
         explore: float = 0.05,
         seed: int | None = None,
