@@ -1,5 +1,7 @@
 """RateLimiter (src/limiter.rs) against a plain Python GCRA on a fake clock, under
-threads and tasks, with bad input; and RateLimitGate (llms/ratelimit.py) in the walk."""
+threads and tasks, with bad input; and the limits in the walk (metadata rpm/tpm,
+ratelimit.py): skipped models, fail fast or queue, token settlement, a 429's cool-down,
+usage routing."""
 
 from __future__ import annotations
 
@@ -14,13 +16,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from agenticaiframework._native import RateLimiter, Reservation
-from agenticaiframework.llms import LLMManager
+from agenticaiframework.llms import (
+    AllModelsFailedError,
+    LLMManager,
+    LLMResponse,
+    QuotaExhaustedError,
+)
 from agenticaiframework.llms.errors import (
     AdmissionRejectedError,
     RateLimitedError,
     RateLimitError,
 )
-from agenticaiframework.llms.ratelimit import RateLimitGate, capacity_returns
+from agenticaiframework.llms.ratelimit import capacity_returns
 
 MINUTE_NS = 60_000_000_000
 BIAS = (
@@ -358,22 +365,26 @@ def test_bad_call_arguments() -> None:
         RateLimiter(rpm=1, clock=lambda: math.nan)
 
 
-# ---------------------------------------------------------------- the gate in the walk
+# ---------------------------------------------------------------- the limits in the walk
 
 
 async def _no_wait(_: float) -> None:
     return None
 
 
-def test_a_model_over_its_rpm_is_skipped_and_the_request_falls_back() -> None:
-    clock = FakeClock(0)
-    m = LLMManager(sleep=lambda _: None, async_sleep=_no_wait)
-    m.register_model("a", lambda p, k: "a")
+def limited(clock: FakeClock, **kw: Any) -> LLMManager:
+    m = LLMManager(sleep=lambda _: None, async_sleep=_no_wait, clock=clock, **kw)
+    m.register_model("a", lambda p, k: "a", {"rpm": 2})
     m.register_model("b", lambda p, k: "b")
     m.set_active_model("a")
     m.set_fallback_chain(["b"])
-    gate = RateLimitGate({"a": RateLimiter(rpm=2, clock=clock)})
-    m._use_gates((gate,), (gate,))
+    return m
+
+
+def test_a_model_over_its_rpm_is_skipped_and_the_request_falls_back() -> None:
+    clock = FakeClock(0)
+    m = limited(clock)
+    assert not m._models["a"].inline_sync  # a limited model's first try walks
     assert [m.generate(f"p{i}", use_cache=False) for i in range(3)] == ["a", "a", "b"]
     r = m.generate_response("q", use_cache=False)
     assert r.model == "b"
@@ -381,27 +392,155 @@ def test_a_model_over_its_rpm_is_skipped_and_the_request_falls_back() -> None:
     assert isinstance(err, RateLimitedError) and isinstance(err, AdmissionRejectedError)
     assert err.model == "a" and err.retry_after == 30.0
     assert capacity_returns(r.errors) == 30.0
-    assert gate.soonest(["a"]) == 30.0 and gate.soonest(["a", "b"]) == 0.0
     assert asyncio.run(m.agenerate("r", use_cache=False, timeout=5)) == "b"
+    assert list(m.stream("t", use_cache=False)) == ["b"]
     clock.ms += 30_000  # one request's worth refilled
     assert m.generate("s", use_cache=False) == "a"
     assert m.get_model_info("a")["stats"]["requests"] == 3
+    snap = m._models["a"].limiter.snapshot()
+    assert snap["admitted"] == 3 and snap["refused"] == 4
 
 
-def test_a_429_cools_that_model_only() -> None:
+def test_everything_out_fails_fast_or_waits_up_to_max_queue_wait() -> None:
     clock = FakeClock(0)
-    gate = RateLimitGate(
-        {"a": RateLimiter(rpm=100, clock=clock), "b": RateLimiter(rpm=100, clock=clock)}
+    m = LLMManager(clock=clock, sleep=lambda s: None)
+    m.register_model("a", lambda p, k: "a", {"rpm": 1})
+    m.set_active_model("a")
+    assert m.generate("1", use_cache=False) == "a"
+    with pytest.raises(QuotaExhaustedError) as info:
+        m.generate("2", use_cache=False)
+    assert isinstance(info.value, AllModelsFailedError) and info.value.retry_after == 60.0
+    assert "capacity returns in 60.000s" in str(info.value)
+    # With a queue wait the request sleeps (on the injected sleep) until capacity returns.
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock.ms += round(s * 1000)
+
+    q = LLMManager(clock=clock, sleep=sleep, max_queue_wait=90)
+    q.register_model("a", lambda p, k: "a", {"rpm": 1})
+    q.set_active_model("a")
+    assert q.generate("1", use_cache=False) == "a"
+    assert q.generate("2", use_cache=False) == "a" and slept == [60.0]
+    assert q.generate("3", use_cache=False) == "a" and slept == [60.0, 60.0]
+    # A wait longer than the budget fails fast.
+    q2 = LLMManager(clock=clock, sleep=sleep, max_queue_wait=30)
+    q2.register_model("a", lambda p, k: "a", {"rpm": 1})
+    q2.set_active_model("a")
+    q2.generate("1", use_cache=False)
+    with pytest.raises(QuotaExhaustedError):
+        q2.generate("2", use_cache=False)
+    m2 = q.get_metrics()
+    assert m2["successful_requests"] == 3 and m2["failed_requests"] == 0
+    with pytest.raises(ValueError, match="max_queue_wait"):
+        LLMManager(max_queue_wait=-1)
+
+
+def test_async_requests_queue_too() -> None:
+    clock = FakeClock(0)
+    slept: list[float] = []
+
+    async def asleep(s: float) -> None:
+        slept.append(s)
+        clock.ms += round(s * 1000)
+
+    q = LLMManager(clock=clock, async_sleep=asleep, max_queue_wait=90)
+
+    async def model(p: str, k: dict[str, Any]) -> str:
+        return "a"
+
+    q.register_model("a", model, {"rpm": 1})
+    q.set_active_model("a")
+
+    async def main() -> list[str]:
+        return [await q.agenerate(f"p{i}", use_cache=False) for i in range(2)]
+
+    assert asyncio.run(main()) == ["a", "a"] and slept == [60.0]
+
+
+def test_tokens_are_reserved_then_settled_on_real_usage() -> None:
+    clock = FakeClock(0)
+    m = LLMManager(clock=clock)
+    m.register_model(
+        "a", lambda p, k: LLMResponse("x", prompt_tokens=10, completion_tokens=20), {"tpm": 100}
     )
-    gate.failed("a", RateLimitError("slow down", status=429, retry_after=7.0))
-    gate.failed("b", ConnectionError("not a 429"))
-    assert gate.soonest(["a"]) == 7.0 and gate.headroom("a") == 0.0
-    assert gate.headroom("b") == 1.0 and gate.soonest(["b"]) == 0.0
-    gate.failed("b", RateLimitError("no header", status=429))
-    assert gate.soonest(["b"]) == 1.0  # default_cool_down
-    res = gate.reserve("a", 10)
-    assert res is not None and not res.admitted and res.retry_after == 7.0
-    assert gate.reserve("c", 10) is None and gate.headroom("c") == 1.0
+    m.set_active_model("a")
+    lim = m._models["a"].limiter
+    # 40 characters: 10 tokens reserved (max_tokens on top when given), 30 really used.
+    assert m.generate("p" * 40, use_cache=False) == "x"
+    assert lim.snapshot()["tokens_available"] == 70  # settled on 30 used
+    with pytest.raises(QuotaExhaustedError):
+        m.generate("p" * 40, use_cache=False, max_tokens=100)  # 10 + 100 > 70
+    assert m.generate("p" * 40, use_cache=False, max_tokens=40) == "x"
+    assert lim.snapshot()["tokens_available"] == 40
+
+
+def test_a_429_cools_that_deployment_only() -> None:
+    clock = FakeClock(0)
+    calls: list[str] = []
+
+    def quota(tag: str) -> Any:
+        def fn(p: str, k: dict[str, Any]) -> str:
+            calls.append(tag)
+            if tag == "a":
+                raise RateLimitError("slow down", status=429, retry_after=7.0)
+            return tag
+
+        return fn
+
+    m = LLMManager(clock=clock, routing="usage", sleep=lambda s: None)
+    m.register_model("gpt", quota("a"), {"rpm": 1000})
+    m.add_deployment("gpt", quota("b"), {"rpm": 1000})
+    m.set_active_model("gpt")
+    answers = [m.generate(f"p{i}", use_cache=False) for i in range(20)]
+    assert answers == ["b"] * 20 and calls.count("a") <= 1  # cooled at its first 429
+    a = m._models["gpt"].limiter
+    assert a.headroom() == 0.0 and a.retry_after() == 7.0
+    clock.ms += 7_000
+    assert a.headroom() > 0
+
+
+def test_usage_routing_keeps_each_deployment_under_its_quota() -> None:
+    clock = FakeClock(0)
+    m = LLMManager(clock=clock, routing="usage")
+    seen: dict[str, int] = {"a": 0, "b": 0}
+
+    def up(tag: str) -> Any:
+        def fn(p: str, k: dict[str, Any]) -> str:
+            seen[tag] += 1
+            return tag
+
+        return fn
+
+    m.register_model("gpt", up("a"), {"rpm": 30})
+    m.add_deployment("gpt", up("b"), {"rpm": 60})
+    m.set_active_model("gpt")
+    ok = 0
+    for i in range(200):
+        try:
+            m.generate(f"p{i}", use_cache=False)
+            ok += 1
+        except QuotaExhaustedError as e:
+            assert e.retry_after > 0
+    assert seen == {"a": 30, "b": 60} and ok == 90  # each burst, not one more
+    info = m.get_model_info("gpt")
+    assert info["stats"]["requests"] == 90 and info["stats"]["short_circuits"] == 0
+
+
+def test_bad_limits_in_metadata_name_their_key() -> None:
+    m = LLMManager()
+    for meta, key in (
+        ({"rpm": -1}, "rpm"),
+        ({"tpm": 0}, "tpm"),
+        ({"rpm": float("nan")}, "rpm"),
+        ({"rpm": 1e12}, "rpm"),
+        ({"burst": 5}, "burst"),
+    ):
+        with pytest.raises(ValueError, match=key):
+            m.register_model("x", lambda p, k: "x", meta)
+    with pytest.raises(TypeError):
+        m.register_model("x", lambda p, k: "x", {"rpm": "100"})
 
 
 def test_capacity_returns_only_when_every_error_is_a_rate_limit() -> None:
@@ -410,5 +549,3 @@ def test_capacity_returns_only_when_every_error_is_a_rate_limit() -> None:
         == 1.0
     )
     assert capacity_returns([("a", RateLimitedError("a", 3.0)), ("b", ValueError())]) is None
-    with pytest.raises(TypeError, match=r"limits\['x'\]"):
-        RateLimitGate({"x": object()})  # type: ignore[dict-item]

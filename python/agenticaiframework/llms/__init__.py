@@ -5,6 +5,7 @@
 
 from .circuit_breaker import CircuitBreaker
 from .errors import (
+    AdmissionRejectedError,
     AllModelsFailedError,
     AuthenticationError,
     BadRequestError,
@@ -17,6 +18,8 @@ from .errors import (
     ProviderConnectionError,
     ProviderError,
     ProviderTimeoutError,
+    QuotaExhaustedError,
+    RateLimitedError,
     RateLimitError,
     RetryableProviderError,
     StreamInterruptedError,
@@ -28,6 +31,7 @@ from .retry import Backoff
 from .workers import WorkersBusyError
 
 __all__ = [
+    "AdmissionRejectedError",
     "AllModelsFailedError",
     "AuthenticationError",
     "Backoff",
@@ -45,7 +49,9 @@ __all__ = [
     "ProviderConnectionError",
     "ProviderError",
     "ProviderTimeoutError",
+    "QuotaExhaustedError",
     "RateLimitError",
+    "RateLimitedError",
     "RetryableProviderError",
     "StreamInterruptedError",
     "UnknownModelError",

@@ -208,7 +208,7 @@ async def walked(
 ) -> Outcome:
     if key is not None and m._fleet is not None:
         return await shared(m, m._fleet, prompt, kw, key, plan, timeout)
-    walk = m._Walk(m, plan, kw)
+    walk = m._Walk(m, plan, kw, -1, prompt)
     record = await run(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
@@ -252,7 +252,7 @@ async def shared(
         if m._hub is not None:
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
-    walk = m._Walk(m, plan, kw)
+    walk = m._Walk(m, plan, kw, -1, prompt)
     try:
         record = await run(m, walk, prompt, timeout)
     except BaseException:
@@ -287,7 +287,14 @@ async def run(
             wait = walk.failed(pending)
             if wait is not None:
                 await pause(m, wait)
-        while (model := walk.next()) is not None:
+        while True:
+            model = walk.next()
+            if model is None:
+                wait = walk.queued()  # refused by rate limits alone: wait for capacity?
+                if wait is None:
+                    raise walk.exhausted()
+                await pause(m, wait)
+                continue
             try:
                 if model.direct_async and timeout is None:  # sync-only: if model.direct_sync:
                     out = await model.fn(prompt, kwargs)
@@ -303,7 +310,6 @@ async def run(
             if type(out) is str and out:
                 return walk.answered(prompt, out)  # the common case: one native call
             return walk.succeeded(record)
-        raise walk.exhausted()
     except BaseException:
         walk.abandon()
         raise
@@ -341,9 +347,16 @@ async def astream_route(  # sync-only: def stream_route(
                 answered_by("l2", record)
             yield record.text
             return
-    walk = m._Walk(m, plan, kwargs)
+    walk = m._Walk(m, plan, kwargs, -1, prompt)
     try:
-        while (model := walk.next()) is not None:
+        while True:
+            model = walk.next()
+            if model is None:
+                wait = walk.queued()
+                if wait is None:
+                    break
+                await pause(m, wait)
+                continue
             limit = model.timeout if timeout is None else timeout
             try:
                 it, first, usage = await bounded(opened(m, model, prompt, kwargs, walk), limit)

@@ -181,7 +181,7 @@ def walked(
 ) -> Outcome:
     if key is not None and m._fleet is not None:
         return shared(m, m._fleet, prompt, kw, key, plan, timeout)
-    walk = m._Walk(m, plan, kw)
+    walk = m._Walk(m, plan, kw, -1, prompt)
     record = run(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
@@ -225,7 +225,7 @@ def shared(
         if m._hub is not None:
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
-    walk = m._Walk(m, plan, kw)
+    walk = m._Walk(m, plan, kw, -1, prompt)
     try:
         record = run(m, walk, prompt, timeout)
     except BaseException:
@@ -260,7 +260,14 @@ def run(
             wait = walk.failed(pending)
             if wait is not None:
                 pause(m, wait)
-        while (model := walk.next()) is not None:
+        while True:
+            model = walk.next()
+            if model is None:
+                wait = walk.queued()  # refused by rate limits alone: wait for capacity?
+                if wait is None:
+                    raise walk.exhausted()
+                pause(m, wait)
+                continue
             try:
                 if model.direct_sync:
                     out = model.fn(prompt, kwargs)
@@ -276,7 +283,6 @@ def run(
             if type(out) is str and out:
                 return walk.answered(prompt, out)  # the common case: one native call
             return walk.succeeded(record)
-        raise walk.exhausted()
     except BaseException:
         walk.abandon()
         raise
@@ -314,9 +320,16 @@ def stream_route(
                 answered_by("l2", record)
             yield record.text
             return
-    walk = m._Walk(m, plan, kwargs)
+    walk = m._Walk(m, plan, kwargs, -1, prompt)
     try:
-        while (model := walk.next()) is not None:
+        while True:
+            model = walk.next()
+            if model is None:
+                wait = walk.queued()
+                if wait is None:
+                    break
+                pause(m, wait)
+                continue
             limit = model.timeout if timeout is None else timeout
             try:
                 it, first, usage = bounded(opened(m, model, prompt, kwargs, walk), limit)

@@ -12,7 +12,9 @@ each attempt on that model:
   admit now, by the manager's ``routing``: ``weighted`` (random by ``weight``),
   ``least-busy`` (fewest attempts in flight), ``latency`` (lowest moving average of
   successful latency, with a share of weighted picks so that a slow or new deployment is
-  tried again); it passes over those this request already tried while others would do;
+  tried again), ``usage`` (the most headroom under its rate limits, ratelimit.py); a
+  deployment out of quota, or cooling down after a 429, is not picked; it passes over
+  those this request already tried while others would do;
 - a deployment a gate or its breaker refuses is excluded for this request's next picks,
   so the next deployment is tried at once;
 - a failed attempt is retried (within ``max_retries``) on another deployment at once,
@@ -20,7 +22,8 @@ each attempt on that model:
   and a Retry-After apply when only the failed one is left;
 - when none would admit, the walk moves on to the next model of the route, with a
   :class:`CircuitBreakerOpenError` for the model (``retry_after``: the soonest any of
-  its deployments reopens).
+  its deployments reopens), or a :class:`RateLimitedError` when it is their limits that
+  refuse (``retry_after``: the soonest capacity).
 
 A model with more than one deployment is watched (``Model.watch``): its first try goes
 through the walk, which picks; a model with one deployment keeps its inline first try.
@@ -31,12 +34,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._native import Picker
+from .errors import CircuitBreakerOpenError, RateLimitedError
 from .retry import Backoff, decide, retryable
 
 if TYPE_CHECKING:
     from .models import Model
 
-ROUTINGS = ("weighted", "least-busy", "latency")
+ROUTINGS = ("weighted", "least-busy", "latency", "usage")
 
 
 class Group:
@@ -54,9 +58,21 @@ class Group:
         i = self.picker.pick(avoid, exclude)
         return self.members[i] if i >= 0 else None
 
-    def retry_after(self) -> float:
-        """Seconds until the soonest deployment's breaker admits again."""
-        return min(m.core.breaker.retry_after() for m in self.members)
+    def unavailable(self) -> CircuitBreakerOpenError | RateLimitedError:
+        """Why no deployment would admit: a RateLimitedError when some breaker admits
+        and only limits refuse (``retry_after``: the soonest capacity), else a
+        CircuitBreakerOpenError (the soonest reopening)."""
+        name = self.members[0].name
+        limited = [
+            m.limiter.retry_after()
+            for m in self.members
+            if m.limiter is not None and m.core.breaker.state != "open"
+        ]
+        if limited:
+            return RateLimitedError(name, min(limited))
+        return CircuitBreakerOpenError(
+            name, min(m.core.breaker.retry_after() for m in self.members)
+        )
 
 
 def decide_deployment(

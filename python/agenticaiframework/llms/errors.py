@@ -98,6 +98,22 @@ class AllModelsFailedError(LLMError):
         super().__init__(f"no model answered ({len(self.errors)} failures): {parts}")
 
 
+class QuotaExhaustedError(AllModelsFailedError):
+    """Every model of the route was refused by its own rate limits (no call was made):
+    ``retry_after`` is when the first of them could admit the request. Raised at once,
+    or after waiting up to the manager's ``max_queue_wait`` for capacity to return.
+
+    >>> err = QuotaExhaustedError([("gpt-4", RateLimitedError("gpt-4", 2.0))], 2.0)
+    >>> err.retry_after, isinstance(err, AllModelsFailedError)
+    (2.0, True)
+    """
+
+    def __init__(self, errors: Sequence[tuple[str, BaseException]], retry_after: float) -> None:
+        super().__init__(errors)
+        self.retry_after = retry_after
+        self.args = (f"{self.args[0]}; capacity returns in {retry_after:.3f}s",)
+
+
 def describe(exc: BaseException) -> str:
     """``Type: message`` with secrets removed; never raises, even if ``__str__`` does."""
     try:

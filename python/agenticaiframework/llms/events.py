@@ -333,14 +333,19 @@ class ObservedWalk(Walk):
     __slots__ = ("t_attempt", "trace")
 
     def __init__(
-        self, m: LLMManager, plan: tuple[Model, ...], kwargs: dict[str, Any], first: int = -1
+        self,
+        m: LLMManager,
+        plan: tuple[Model, ...],
+        kwargs: dict[str, Any],
+        first: int = -1,
+        prompt: str = "",
     ) -> None:
         trace = CURRENT.get()
         if trace is None or trace.hub is not m._hub:
             trace = Trace(m._hub or Hub(), "walk")  # not started by a wrapper: told alone
         self.trace = trace
         self.t_attempt = perf_counter()
-        super().__init__(m, plan, kwargs, first)
+        super().__init__(m, plan, kwargs, first, prompt)
 
     def _done(self, model: Model, rec: Any = None) -> None:
         t = self.trace

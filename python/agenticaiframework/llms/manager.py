@@ -48,6 +48,7 @@ from .events import (
 )
 from .gates import Gate, Observer, watchers
 from .models import MAX_DEPLOYMENTS, MAX_WORKERS, InferenceFn, Model, check_prompt
+from .ratelimit import limiter_of
 from .retry import Backoff, Jitter
 from .singleflight import SingleFlight
 from .walk import Walk
@@ -138,11 +139,15 @@ class LLMManager(ManagerCore):
         fleet_wait: float = 30.0,
         fleet_lease: float = 60.0,
         routing: str = "weighted",
+        max_queue_wait: float = 0.0,
     ) -> None:
         self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}; not {routing!r}")
         self.routing = routing
+        # How long a request refused by every model's rate limits may wait for capacity
+        # (0: it fails fast with QuotaExhaustedError).
+        self.max_queue_wait = check_seconds("max_queue_wait", max_queue_wait)
         if not isinstance(allow_empty, bool):
             raise TypeError(f"allow_empty must be a bool, not {type(allow_empty).__name__}")
         # An empty answer is a failed attempt (InvalidResponseError: the next model is
@@ -389,9 +394,17 @@ class LLMManager(ManagerCore):
             self._mstats,
             self.sync_workers,
         )
+        model.limiter = limiter_of(meta, native_clock(self._clock))
         model.gates, model.observers = self._gates, self._observers
-        model.set_watchers(watchers(self._gates, name) + (self._hub is not None))
+        model.set_watchers(self._watchers_of(model))
         return model
+
+    def _watchers_of(self, model: Model) -> int:
+        """Who watches ``model`` by configuration (see Model.watch): the gates that do,
+        the event hook's subscribers, its own rate limit, its several deployments."""
+        n = watchers(self._gates, model.key) + (self._hub is not None)
+        n += model.limiter is not None
+        return n + (model.group is not None and model.group.members[0] is model)
 
     def _use_gates(self, gates: tuple[Gate, ...], observers: tuple[Observer, ...]) -> None:
         """Admission gates and observers (gates.py) for every model, now and later."""
@@ -399,8 +412,7 @@ class LLMManager(ManagerCore):
             self._gates, self._observers = tuple(gates), tuple(observers)
             for m in self._by_key.values():
                 m.gates, m.observers = self._gates, self._observers
-                n = watchers(self._gates, m.key) + (self._hub is not None)
-                m.set_watchers(n + (m.group is not None and m.group.members[0] is m))
+                m.set_watchers(self._watchers_of(m))
 
     def set_active_model(self, name: str | None) -> None:
         """Makes ``name`` the first model tried (None: only the fallback chain)."""

@@ -49,6 +49,7 @@ class Model:
         "inline_sync",
         "is_async",
         "key",
+        "limiter",
         "metadata",
         "name",
         "observers",
@@ -108,6 +109,7 @@ class Model:
         self.key = name
         self.bit = 1  # 1 << its index among its model's deployments
         self.weight = _weight(metadata.get("weight", 1.0))
+        self.limiter: Any = None  # its RateLimiter (ratelimit.py), set by the manager
         both = _price("cost_per_1k_tokens", metadata.get("cost_per_1k_tokens"))
         self.cost_in = _price("cost_per_1k_input_tokens", metadata.get("cost_per_1k_input_tokens"))
         self.cost_out = _price(

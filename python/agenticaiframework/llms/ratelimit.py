@@ -1,147 +1,109 @@
-"""Per-model rate limits as an admission gate and observer (gates.py): a model out of
-quota is skipped like one whose breaker is open, and the request falls back.
+"""Rate limits: the walk's stage for a model's (a deployment's) own requests- and
+tokens-per-minute, so that traffic is spread before the provider says 429.
 
-The limits themselves are native (``_native.RateLimiter``: GCRA on atomics, see
-``src/limiter.rs``); this file maps model names to them. Install it with
-``LLMManager._use_gates((gate,), (gate,))``.
+``metadata={"rpm": 3000, "tpm": 450_000}`` (optionally ``burst`` / ``token_burst``; by
+default a whole minute's amount may go at once after an idle spell) gives a model, or a
+deployment (``add_deployment``), a native ``RateLimiter`` (GCRA on atomics, exact under
+threads, on the manager's clock; ``src/limiter.rs``). The walk (``walk.py``) calls this
+file at three points of each attempt on such a model:
 
-What today's protocols let it do: ``admit`` takes one request slot (and refuses while
-the model's tokens are in debt or it cools down after a 429); ``observe(model, None)``
-(an attempt that never started or was cancelled) gives that slot back. What they do not
-pass yet, and token settlement needs, is written in ``RateLimitGate``'s docstring.
+- ``admit``, after the admission gates and before the breaker: one request, and an
+  estimate of its tokens (the prompt's, at about four characters a token, plus
+  ``max_tokens`` when the request gives it) are reserved. Refused, the attempt is not
+  made: the model (or that deployment: the next one is picked) is skipped like an open
+  breaker, with a :class:`RateLimitedError` saying when capacity returns;
+- ``ended``, with the attempt's outcome: an answer settles the reservation on the usage
+  it reports (the difference given back, or charged, so the limit holds on real usage);
+  a failure gives the tokens back (a failed call is not billed) and keeps the request;
+  a provider's 429 (:class:`RateLimitError`) also cools that model or deployment alone,
+  for its Retry-After (1 s without one); an attempt without an outcome (cancelled, or
+  never started) gives both back.
+
+When every model of the route was refused by its limits, the request fails fast with a
+:class:`QuotaExhaustedError` (``retry_after``: when the first could admit it), or, with
+``LLMManager(max_queue_wait=s)``, waits for capacity (``Walk.queued``) and walks the
+route again, as long as the wait fits in ``s`` seconds since the request began.
+
+A model with a limit is watched (``Model.watch``): its first try goes through the walk.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from contextvars import ContextVar
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from .._native import RateLimiter, Reservation
 from .errors import RateLimitedError, RateLimitError
-from .gates import Rejected
 
 if TYPE_CHECKING:
+    from .._native import Record
     from .models import Model
 
-# The reservation each model's open attempt holds, per request (a request runs in one
-# thread or one task, and the walk admits and observes an attempt there, in turn).
-_held: ContextVar[dict[str, Reservation] | None] = ContextVar("_held", default=None)
+# Seconds a 429 without a Retry-After cools its model.
+DEFAULT_COOL_DOWN = 1.0
+
+# The metadata keys that configure a limit, and RateLimiter's names for them.
+KEYS = ("rpm", "tpm", "burst", "token_burst")
 
 
-@dataclass(frozen=True, slots=True)
-class RateLimited(Rejected):
-    """A refusal by a model's rate limit; its error is a :class:`RateLimitedError`."""
-
-    def error(self, model: str) -> RateLimitedError:
-        return RateLimitedError(model, self.retry_after, self.reason)
-
-
-class RateLimitGate:
-    """A gate and an observer mapping model names to their ``RateLimiter``; a model
-    without one is never refused.
-
-    >>> gate = RateLimitGate({"gpt-4": RateLimiter(rpm=500, tpm=30_000)})
-
-    Wiring token limits needs two things the walk does not pass today:
-
-    - ``admit`` needs the request (its prompt and kwargs) to reserve an estimate,
-      ``prompt tokens (estimated) + kwargs["max_tokens"]``: ``reserve(name, tokens)``
-      here does it given the number;
-    - the observer needs the attempt's usage and its exception:
-      ``observe(model, ok, record, exc)``, where ``record`` (the native ``Record``)
-      gives ``prompt_tokens + completion_tokens`` to ``settle(name, reservation,
-      actual)`` and ``exc`` a provider 429 (``RateLimitError``, with ``retry_after``
-      from Retry-After) for ``failed(name, exc)``, which cools that model only.
-    """
-
-    __slots__ = ("_limits", "default_cool_down")
-
-    def __init__(
-        self, limits: Mapping[str, RateLimiter], *, default_cool_down: float = 1.0
-    ) -> None:
-        for name, lim in limits.items():
-            if not isinstance(lim, RateLimiter):
-                raise TypeError(f"limits[{name!r}] must be a RateLimiter, not {type(lim).__name__}")
-        if not (isinstance(default_cool_down, (int, float)) and 0 <= default_cool_down < math.inf):
-            raise ValueError(f"default_cool_down must be seconds >= 0, got {default_cool_down!r}")
-        self._limits = dict(limits)
-        self.default_cool_down = float(default_cool_down)
-
-    def limiter(self, name: str) -> RateLimiter | None:
-        return self._limits.get(name)
-
-    # ------------------------------------------------------------------ the protocols
-
-    def admit(self, model: Model, retry: bool) -> Rejected | None:
-        lim = self._limits.get(model.name)
-        if lim is None:
-            return None
-        r = lim.reserve()
-        if not r.admitted:
-            return RateLimited("rate limited", r.retry_after)
-        held = _held.get()
-        if held is None:
-            _held.set(held := {})
-        held[model.name] = r
+def limiter_of(metadata: dict[str, Any], clock: Any) -> RateLimiter | None:
+    """The limiter ``metadata`` asks for (None without ``rpm`` or ``tpm``). Bad values
+    are the native limiter's ValueError/TypeError, naming the key."""
+    given = {k: metadata[k] for k in KEYS if metadata.get(k) is not None}
+    if "rpm" not in given and "tpm" not in given:
+        if given:
+            raise ValueError(f"metadata[{next(iter(given))!r}] needs 'rpm' or 'tpm'")
         return None
+    return RateLimiter(**given, clock=clock)
 
-    def observe(self, model: Model, ok: bool | None) -> None:
-        held = _held.get()
-        r = held.pop(model.name, None) if held else None
-        if r is not None and ok is None:
-            lim = self._limits.get(model.name)
-            if lim is not None:
-                lim.release(r)  # never started or cancelled: its slot goes back
 
-    # ------------------------------------------------------------------ for the wiring
+def estimate(prompt: str, kwargs: dict[str, Any]) -> int:
+    """Tokens to reserve for a request: the prompt's estimate plus ``max_tokens``."""
+    n = (len(prompt) + 3) // 4
+    mt = kwargs.get("max_tokens") if kwargs else None
+    if type(mt) is int and mt > 0:
+        n += mt
+    return n
 
-    def reserve(self, name: str, tokens: int) -> Reservation | None:
-        """Reserves a request and ``tokens`` (the estimate) on ``name``'s limit; None
-        when ``name`` has no limit. Check ``.admitted`` / ``.retry_after``."""
-        lim = self._limits.get(name)
-        return None if lim is None else lim.reserve(tokens)
 
-    def settle(self, name: str, reservation: Reservation, actual: int) -> int:
-        """Settles with the tokens really used; returns the tokens given back (< 0)
-        or charged (> 0)."""
-        lim = self._limits.get(name)
-        return 0 if lim is None else lim.settle(reservation, actual)
+def admit(model: Model, prompt: str, kwargs: dict[str, Any]) -> Reservation | RateLimitedError:
+    """Reserves the attempt on ``model``'s limiter: the reservation, or the refusal."""
+    lim: RateLimiter = model.limiter
+    r = lim.reserve(estimate(prompt, kwargs) if lim.tpm is not None else 0)
+    if r.admitted:
+        return r
+    return RateLimitedError(model.name, r.retry_after)
 
-    def failed(self, name: str, exc: BaseException) -> None:
-        """A provider's 429 cools ``name`` (only) for its Retry-After, or
-        ``default_cool_down`` seconds when it gave none."""
-        lim = self._limits.get(name)
-        if lim is None or not isinstance(exc, RateLimitError):
-            return
+
+def ended(
+    model: Model,
+    r: Reservation,
+    ok: bool | None,
+    record: Record | None = None,
+    exc: BaseException | None = None,
+) -> None:
+    """The attempt holding ``r`` ended (``ok``: answered; None: no outcome)."""
+    lim: RateLimiter = model.limiter
+    if ok is None:
+        lim.release(r)
+        return
+    if ok:
+        if record is not None and lim.tpm is not None:
+            lim.settle(r, record.prompt_tokens + record.completion_tokens)
+        return
+    if lim.tpm is not None:
+        lim.settle(r, 0)
+    if isinstance(exc, RateLimitError):
         wait = exc.retry_after
         if wait is None or not (0 <= wait < math.inf):
-            wait = self.default_cool_down
+            wait = DEFAULT_COOL_DOWN
         lim.cool_down(min(wait, 1e9))
-
-    def headroom(self, name: str) -> float:
-        """The fraction of ``name``'s capacity left (1.0 without a limit)."""
-        lim = self._limits.get(name)
-        return 1.0 if lim is None else lim.headroom()
-
-    def soonest(self, names: Iterable[str]) -> float:
-        """Seconds until the first of ``names`` could admit a request (0.0 if one can
-        now; inf if none has a limit that will ever admit): the ``retry_after`` of a
-        fail-fast error, or how long a ``max_queue_wait`` caller would wait."""
-        best = math.inf
-        for n in names:
-            lim = self._limits.get(n)
-            if lim is None:
-                return 0.0
-            best = min(best, lim.retry_after())
-        return best
 
 
 def capacity_returns(errors: Iterable[tuple[str, BaseException]]) -> float | None:
     """When every error of a request is a rate-limit refusal: the seconds until the
-    first model could admit it (the fail-fast error's ``retry_after``); else None."""
+    first model could admit it; else None."""
     soonest: float | None = None
     for _, exc in errors:
         if not isinstance(exc, RateLimitedError):
@@ -150,4 +112,4 @@ def capacity_returns(errors: Iterable[tuple[str, BaseException]]) -> float | Non
     return soonest
 
 
-__all__ = ["RateLimitGate", "RateLimited", "capacity_returns"]
+__all__ = ["admit", "capacity_returns", "ended", "estimate", "limiter_of"]

@@ -53,11 +53,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import _secrets
+from . import _secrets, ratelimit
 from .deployments import decide_deployment
 from .errors import (
     AllModelsFailedError,
     CircuitBreakerOpenError,
+    QuotaExhaustedError,
+    RateLimitedError,
     StreamInterruptedError,
     describe,
 )
@@ -65,7 +67,7 @@ from .retry import decide
 from .workers import WorkersBusyError
 
 if TYPE_CHECKING:
-    from .._native import Record
+    from .._native import Record, Reservation
     from .deployments import Group
     from .manager import LLMManager
     from .models import Model
@@ -89,20 +91,33 @@ class Walk:
         "m",
         "model",
         "plan",
+        "prompt",
         "refused",
+        "reservation",
         "retries",
+        "since",
         "token",
         "tried",
     )
 
     def __init__(
-        self, m: LLMManager, plan: tuple[Model, ...], kwargs: dict[str, Any], first: int = -1
+        self,
+        m: LLMManager,
+        plan: tuple[Model, ...],
+        kwargs: dict[str, Any],
+        first: int = -1,
+        prompt: str = "",
     ) -> None:
         """``first``: the token of the first attempt when a driver already made it inline
-        (the fast path), 0 if its breaker refused it, -1 (default) if it was not made."""
+        (the fast path), 0 if its breaker refused it, -1 (default) if it was not made.
+        ``prompt``: for the rate limits' token estimate (ratelimit.py); a walk whose first
+        try was inline never meets a limit (a model with one is watched)."""
         self.m = m
         self.plan = plan
         self.kwargs = kwargs
+        self.prompt = prompt
+        self.reservation: Reservation | None = None  # the open attempt's (ratelimit.py)
+        self.since: float | None = None  # when the walk first waited for capacity
         self.i = 0  # the model being tried
         self.model = plan[0]
         self.errors: Errors = []
@@ -146,8 +161,20 @@ class Walk:
                     continue
                 self._move_on()
                 continue
+            if model.limiter is not None:
+                held = ratelimit.admit(model, self.prompt, self.kwargs)
+                if type(held) is RateLimitedError:
+                    self.errors.append((model.name, held))
+                    logger.debug("skipping %r: %s", model.key, held)
+                    if group is not None:
+                        self.refused |= model.bit
+                        continue
+                    self._move_on()
+                    continue
+                self.reservation = held  # type: ignore[assignment]
             token = model.core.begin(retry)
             if not token:
+                self._release()
                 if group is not None:
                     self.refused |= model.bit  # opened since the pick
                     continue
@@ -172,6 +199,7 @@ class Walk:
             model.core.cancel(token)
             for o in model.observers:
                 o.observe(model, None)
+            self._release()
             logger.warning("%s", str(exc))
             if model.group is not None:
                 self.refused |= model.bit  # another deployment's workers may be free
@@ -181,6 +209,9 @@ class Walk:
         opened = model.core.failure(token)
         for o in model.observers:
             o.observe(model, False)
+        if self.reservation is not None:
+            ratelimit.ended(model, self.reservation, False, None, exc)
+            self.reservation = None
         if self.kwargs:
             # Secret kwargs may echo back in error text: scrub them there.
             _secrets.remember_from(self.kwargs)
@@ -220,6 +251,9 @@ class Walk:
         self.model.core.success(self.token, pt, ct)
         for o in self.model.observers:
             o.observe(self.model, True)
+        if self.reservation is not None:
+            ratelimit.ended(self.model, self.reservation, True, record)
+            self.reservation = None
         self.token = 0
         self.finished = True
         self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
@@ -232,6 +266,9 @@ class Walk:
         rec = m.core.answered_after(self.token, prompt, text, self.retries, self.fallbacks)
         for o in m.observers:
             o.observe(m, True)
+        if self.reservation is not None:
+            ratelimit.ended(m, self.reservation, True, rec)
+            self.reservation = None
         self.token = 0
         self.finished = True
         return rec
@@ -242,6 +279,7 @@ class Walk:
         opened = model.core.failure(self.token)
         for o in model.observers:
             o.observe(model, False)
+        self.reservation = None  # a cut stream used its tokens: the estimate stands
         self.token = 0
         self._log_failure(exc, opened)
         self.finished = True
@@ -250,11 +288,36 @@ class Walk:
         logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
         return err
 
+    def queued(self) -> float | None:
+        """After ``next()`` gave None: the wait before walking the route again, when
+        every model was refused by its rate limits and the manager's ``max_queue_wait``
+        leaves room for that wait; else None (``exhausted()`` follows)."""
+        m = self.m
+        budget = m.max_queue_wait
+        if not budget:
+            return None
+        wait = ratelimit.capacity_returns(self.errors)
+        if wait is None:
+            return None
+        now = m._clock()
+        if self.since is None:
+            self.since = now
+        if now + wait > self.since + budget:
+            return None
+        self.errors = []
+        self.i, self.attempt, self.tried, self.refused = 0, 0, 0, 0
+        return wait
+
     def exhausted(self) -> AllModelsFailedError:
         self.finished = True
         self.m._mstats.record_failure(self.retries, self.fallbacks)
         errors = self.errors
-        err = AllModelsFailedError(errors)
+        soonest = ratelimit.capacity_returns(errors)
+        err = (
+            AllModelsFailedError(errors)
+            if soonest is None
+            else QuotaExhaustedError(errors, soonest)
+        )
         if errors:
             err.__cause__ = errors[-1][1]
         logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
@@ -269,6 +332,7 @@ class Walk:
             self.token = 0
             for o in model.observers:
                 o.observe(model, None)
+            self._release()
         if not self.finished:
             self.finished = True
             self.m._mstats.record_cancelled(self.retries, self.fallbacks)
@@ -282,11 +346,20 @@ class Walk:
         if self.i < len(self.plan):
             self.fallbacks += 1
 
+    def _release(self) -> None:
+        # The open attempt's reservation goes back whole: no call was made, or it ended
+        # without an outcome.
+        r = self.reservation
+        if r is not None:
+            self.reservation = None
+            self.model.limiter.release(r)
+
     def _unavailable(self, group: Group) -> None:
         # No deployment of the model would admit: skipped like an open breaker.
         first = group.members[0]
-        first.stats.record_short_circuit()
-        err = CircuitBreakerOpenError(first.name, group.retry_after())
+        err = group.unavailable()
+        if type(err) is CircuitBreakerOpenError:
+            first.stats.record_short_circuit()
         self.errors.append((first.name, err))
         logger.debug("skipping %r: no deployment would admit", first.name)
         self._move_on()
