@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from agenticaiframework._native import (
     BreakerCore,
     ModelCore,
@@ -73,3 +75,19 @@ def test_limiter_try_acquire(benchmark: Any) -> None:
 def test_limiter_try_acquire_tokens(benchmark: Any) -> None:
     lim = RateLimiter(rpm=1e9, tpm=1e9)
     assert benchmark(lim.try_acquire, 0) == 0.0
+
+
+def _picker(strategy: str) -> Any:
+    from agenticaiframework._native import BreakerCore, ModelCore, ModelStats, Picker
+
+    cores = [ModelCore(BreakerCore(5, 60.0), ModelStats()) for _ in range(8)]
+    for c in cores:  # some latency samples, so that "latency" compares averages
+        c.stats.record_success(0.1)
+    return Picker(strategy, cores, [1.0] * 8, seed=1)
+
+
+@pytest.mark.parametrize("strategy", ["weighted", "least-busy", "latency", "usage"])
+def test_picker_among_eight(benchmark: Any, strategy: str) -> None:
+    """One routing pick among 8 deployments (issue 17's goal: under 300 ns)."""
+    pick = _picker(strategy).pick
+    benchmark(pick)

@@ -44,8 +44,14 @@ TOPICS = [
 ]
 
 
-def build_manager(seed: int, scale: float, **fleet: Any) -> LLMManager:
-    """Three simulated providers; the primary has an outage early in the run. ``fleet``:
+# gpt-4's two deployments: each provider key's own quota (per second, burst), which the
+# manager is told as rpm and burst so that it spreads the load before the provider 429s.
+QUOTAS = {"us": (60.0, 5), "eu": (40.0, 3)}
+
+
+def build_manager(seed: int, scale: float, deployments: bool = True, **fleet: Any) -> LLMManager:
+    """Three simulated providers; the primary has an outage early in the run and, with
+    ``deployments``, two deployments with quotas (the outage hits "us" only). ``fleet``:
     ``redis=`` and ``namespace=`` for the fleet demo."""
     llm = LLMManager(
         **fleet,
@@ -56,7 +62,10 @@ def build_manager(seed: int, scale: float, **fleet: Any) -> LLMManager:
         backoff_base=0.005 * scale,
         backoff_max=0.05 * scale,
         jitter="equal",
+        routing="usage",
     )
+    meta = {"provider": "openai", "max_tokens": 8192, "cost_per_1k_tokens": 0.03}
+    us_rate, us_burst = QUOTAS["us"]
     llm.register_model(
         "gpt-4",
         SimulatedModel(
@@ -65,9 +74,25 @@ def build_manager(seed: int, scale: float, **fleet: Any) -> LLMManager:
             failure_rate=0.05,
             outage=(0.4 * scale, 1.4 * scale),
             seed=seed,
+            quota=(us_rate / scale, us_burst) if deployments else None,
         ),
-        {"provider": "openai", "max_tokens": 8192, "cost_per_1k_tokens": 0.03},
+        {**meta, "deployment": "us", "rpm": us_rate * 60 / scale, "burst": us_burst}
+        if deployments
+        else meta,
     )
+    if deployments:
+        eu_rate, eu_burst = QUOTAS["eu"]
+        llm.add_deployment(
+            "gpt-4",
+            SimulatedModel(
+                "gpt-4",
+                latency=0.005 * scale,
+                failure_rate=0.05,
+                seed=seed + 3,
+                quota=(eu_rate / scale, eu_burst),
+            ),
+            {**meta, "deployment": "eu", "rpm": eu_rate * 60 / scale, "burst": eu_burst},
+        )
     llm.register_model(
         "claude-opus",
         SimulatedModel("claude-opus", latency=0.006 * scale, failure_rate=0.10, seed=seed + 1),
@@ -178,6 +203,39 @@ def report(llm: LLMManager, elapsed: float, out: TextIO) -> None:
             f"{s['successes']:>6} {s['failures']:>5} {s['short_circuits']:>7} "
             f"{s['p50_latency'] * 1e3:>7.2f} {s['p99_latency'] * 1e3:>7.2f} "
             f"{s['tokens']:>7} {s.get('cost', 0.0):>8.4f}",
+            file=out,
+        )
+    _deployments(llm, out)
+
+
+def _deployments(llm: LLMManager, out: TextIO) -> None:
+    """The split of each model with several deployments, and the 429s its limits saved."""
+    for name in llm.list_models():
+        group = llm._models[name].group
+        if group is None:
+            continue
+        info = llm.get_model_info(name)
+        total = max(1, info["stats"]["requests"])
+        print(f"\nDeployments of {name} (routing={info['routing']})", file=out)
+        print(
+            f"  {'deployment':<10} {'breaker':<9} {'calls':>6} {'share':>6} "
+            f"{'limit/s':>7} {'held back':>9} {'429s':>5}",
+            file=out,
+        )
+        for d, m in zip(info["deployments"], group.members, strict=True):
+            lim = m.limiter
+            held = lim.snapshot()["refused"] if lim is not None else 0
+            rate = f"{lim.rpm / 60:.0f}" if lim is not None and lim.rpm else "-"
+            got_429 = getattr(m.fn, "rejected", 0)
+            print(
+                f"  {d['deployment']:<10} {d['circuit_breaker_state']:<9} "
+                f"{d['stats']['requests']:>6} {d['stats']['requests'] / total:>6.0%} "
+                f"{rate:>7} {held:>9} {got_429:>5}",
+                file=out,
+            )
+        print(
+            "  held back: attempts its own limit refused before any call (another\n"
+            "  deployment or the next model took them); 429s: what its provider refused",
             file=out,
         )
 

@@ -73,7 +73,7 @@ def _worker(
 ) -> None:
     from .__main__ import build_manager
 
-    llm = build_manager(seed + w, scale, redis=url, namespace=namespace)
+    llm = build_manager(seed + w, scale, deployments=False, redis=url, namespace=namespace)
     calls: Counter[str] = Counter()
     for name in llm.list_models():  # count each upstream call, per prompt
         m = llm._models[name]

@@ -335,7 +335,8 @@ class LLMManager(ManagerCore):
             if not isinstance(label, str) or not label:
                 raise TypeError("metadata['deployment'] must be a non-empty str")
             if model.deployment is None:
-                model.deployment = "0"
+                first = model.metadata.get("deployment", "0")
+                model.deployment = first if isinstance(first, str) and first else "0"
             if any(d.deployment == label for d in members):
                 raise ValueError(f"model {name!r} has a deployment {label!r} already")
             dep = self._new_model(

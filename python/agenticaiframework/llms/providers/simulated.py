@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import RateLimitError
 from ..response import LLMResponse, estimate_tokens
 
 
@@ -43,9 +44,19 @@ class SimulatedModel:
         seed: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
+        quota: tuple[float, int] | None = None,
     ) -> None:
+        """``quota``: ``(per_second, burst)``, the provider's own rate limit (a token
+        bucket): a call over it raises :class:`RateLimitError` (a 429 with Retry-After),
+        counted in ``rejected``."""
         if not 0.0 <= failure_rate <= 1.0:
             raise ValueError("failure_rate must be between 0 and 1")
+        if quota is not None and not (quota[0] > 0 and quota[1] >= 1):
+            raise ValueError("quota must be (per_second > 0, burst >= 1)")
+        self.quota = quota
+        self.rejected = 0
+        self._tokens = float(quota[1]) if quota else 0.0
+        self._last = clock()
         self.name = name
         self.latency = latency
         self.jitter = jitter
@@ -58,11 +69,31 @@ class SimulatedModel:
         self._sleep = sleep
         self._born = clock()
 
+    def _over_quota(self) -> float:
+        """Under the lock: 0 if the call fits the provider's quota, else the seconds
+        until it would (the Retry-After)."""
+        if self.quota is None:
+            return 0.0
+        rate, burst = self.quota
+        now = self._clock()
+        self._tokens = min(float(burst), self._tokens + (now - self._last) * rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        self.rejected += 1
+        return (1.0 - self._tokens) / rate
+
     def _plan(self) -> tuple[float, BaseException | None]:
         with self._lock:
             self.calls += 1
             delay = self.latency * (1 + self.jitter * (2 * self._rng.random() - 1))
             roll = self._rng.random()
+            over = self._over_quota()
+        if over:
+            return 0.0, RateLimitError(
+                f"{self.name}: 429 quota exceeded", status=429, retry_after=over
+            )
         if self.outage is not None:
             t = self._clock() - self._born
             if self.outage[0] <= t < self.outage[1]:
