@@ -214,7 +214,7 @@ fn plan_of(py: Python<'_>, route: &Route) -> Py<PyAny> {
 
 const GENERATE_DOC: &std::ffi::CStr = c"generate($self, prompt, use_cache=True, **kwargs)\n--\n\n\
 Generates text for `prompt`: a cache hit is answered here; the rest goes to \
-`_generate_slow(prompt, use_cache, kwargs, key, plan)`.";
+`_generate_slow(prompt, use_cache, kwargs, key, plan, deadline)`.";
 
 /// Installs `ManagerCore.generate` as a METH_FASTCALL | METH_KEYWORDS method. PyO3 gives a
 /// `**kwargs` method the tuple-and-dict convention, which builds two dicts per call; read
@@ -292,6 +292,9 @@ unsafe fn generate_call<'py>(
     let arg = |i: usize| unsafe { Bound::from_borrowed_ptr(py, *args.add(i)) };
     let mut prompt = (npos >= 1).then(|| arg(0));
     let mut use_cache = (npos == 2).then(|| arg(1));
+    // The request's time budget (seconds): not a model kwarg, not part of the key; a hit
+    // needs none.
+    let mut deadline: Option<Bound<'py, PyAny>> = None;
     let mut pairs = Items::new();
     if let Some(names) = &names {
         for i in 0..nkw {
@@ -300,6 +303,7 @@ unsafe fn generate_call<'py>(
             let slot = match name.cast::<PyString>().ok().and_then(|s| s.to_str().ok()) {
                 Some("prompt") => &mut prompt,
                 Some("use_cache") => &mut use_cache,
+                Some("deadline") => &mut deadline,
                 _ => {
                     pairs.push((name, value));
                     continue;
@@ -327,6 +331,17 @@ unsafe fn generate_call<'py>(
             })?
             .is_true(),
     };
+    if let Some(d) = &deadline {
+        // Checked before the request is counted, hit or miss: a bad value is the caller's.
+        let ok = !d.is_instance_of::<PyBool>()
+            && d.extract::<f64>().is_ok_and(|v| v > 0.0 && v.is_finite());
+        if !ok && !d.is_none() {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "deadline must be a number of seconds > 0 (or None), not {}",
+                d.repr()?
+            )));
+        }
+    }
     match slf.get().enter(py, &prompt, use_cache, Kw::Pairs(&pairs))? {
         Entry::Hit(record) => {
             let record = record.into_bound(py);
@@ -347,9 +362,17 @@ unsafe fn generate_call<'py>(
                 Some(d)
             };
             let key = key.map(|k| key_to_py(py, k));
+            let deadline = deadline.map_or_else(|| py.None(), |d| d.unbind());
             slf.call_method1(
                 intern!(py, "_generate_slow"),
-                (prompt, use_cache, kwargs, key, plan_of(py, &route)),
+                (
+                    prompt,
+                    use_cache,
+                    kwargs,
+                    key,
+                    plan_of(py, &route),
+                    deadline,
+                ),
             )
         }
     }

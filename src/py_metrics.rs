@@ -18,11 +18,12 @@ pub mod m {
     pub const TOKENS: usize = 7;
     pub const FALLBACKS: usize = 8;
     pub const COALESCED: usize = 9;
-    pub const N: usize = 10;
+    pub const DEADLINE: usize = 10;
+    pub const N: usize = 11;
     /// Outcomes before starts (see `metrics`).
     pub const ORDER: [usize; N] = [
         SUCCESSES, FAILURES, CANCELLED, HITS, MISSES, RETRIES, TOKENS, FALLBACKS, COALESCED,
-        REQUESTS,
+        DEADLINE, REQUESTS,
     ];
     pub const NAMES: [&str; N] = [
         "total_requests",
@@ -35,6 +36,7 @@ pub mod m {
         "total_tokens",
         "fallbacks",
         "coalesced_requests",
+        "deadline_exceeded",
     ];
 }
 
@@ -183,6 +185,11 @@ impl ManagerStats {
     /// A request that waited for an identical in-flight request instead of calling.
     fn record_coalesced(&self) {
         self.c.finish(m::COALESCED, 1);
+    }
+
+    /// A failed request (counted by `record_failure`) ran out of its deadline.
+    fn record_deadline_exceeded(&self) {
+        self.c.finish(m::DEADLINE, 1);
     }
 
     /// A request ended by a BaseException (cancellation, KeyboardInterrupt).

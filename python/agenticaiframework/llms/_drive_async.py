@@ -15,14 +15,27 @@ with the attempt already booked, so nothing is re-raised or counted twice.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._native import Record
-from ._io_async import bounded, call, close_quietly, current_loop, items, nothing, own_call_needed
+from ._io_async import (
+    END,
+    bounded,
+    call,
+    close_quietly,
+    current_loop,
+    items,
+    nothing,
+    own_call_needed,
+    pull,
+)
 from ._io_async import sleep as pause
-from ._validate import check_seconds  # async-only
+from ._validate import check_deadline
+from ._validate import check_seconds as check_timeout  # async-only
+from .errors import DeadlineExceededError
 from .events import answered_by
 from .models import chunk_of, empty, record_of, result_of, streamed, usage_of
 from .response import MEANT_TO_END, GenerationResult, Usage
@@ -44,21 +57,28 @@ async def agenerate(  # sync-only: def generate_slow(
     use_cache: bool = True,  # sync-only: use_cache: bool,
     *,  # async-only
     timeout: float | None = None,  # async-only
+    deadline: float | None = None,  # async-only
     **kwargs: Any,  # async-only
     # sync-only: kwargs: dict[str, Any] | None, value: Any, plan: tuple[Model, ...] | None,
+    # sync-only: deadline: float | None = None,
 ) -> str:
     """The async twin of generate()."""  # sync-only: """generate() after its cache miss."""
     if timeout is not None:  # async-only
         # Before the request is counted: a bad value leaves the metrics adding up.  # async-only
-        check_seconds("timeout", timeout)  # async-only
+        check_timeout("timeout", timeout)  # async-only
+    if deadline is not None:  # async-only
+        check_deadline(deadline)  # async-only
     hit, value, plan = self._enter(prompt, use_cache, kwargs)  # async-only
     if hit:  # async-only
         text: str = value.text  # async-only
         return text  # async-only
-    # sync-only: if plan is None or not plan[0].inline_sync:
-    if plan is None or timeout is not None or not plan[0].inline_async:  # async-only
-        # sync-only: return complete(self, prompt, kwargs, value, plan, None)[0].text
-        return (await complete(self, prompt, kwargs, value, plan, timeout))[0].text  # async-only
+    if deadline is None:
+        deadline = self.default_deadline
+    # sync-only: timeout = None
+    slow = timeout is not None or deadline is not None  # async-only
+    # sync-only: if plan is None or deadline is not None or not plan[0].inline_sync:
+    if plan is None or slow or not plan[0].inline_async:  # async-only
+        return (await complete(self, prompt, kwargs, value, plan, timeout, deadline))[0].text
     kw = kwargs  # sync-only: kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first
@@ -131,13 +151,18 @@ async def agenerate_response(  # sync-only: def generate_response(
 ) -> GenerationResult:
     """The async twin of generate_response()."""  # sync-only: """The text, and how it came."""
     if timeout is not None:  # async-only
-        check_seconds("timeout", timeout)  # async-only
+        check_timeout("timeout", timeout)  # async-only
     # sync-only: timeout = None
+    deadline = kwargs.pop("deadline", None)
+    if deadline is not None:
+        check_deadline(deadline)
     t0 = perf_counter()
     hit, value, plan = self._enter(prompt, use_cache, kwargs)
     if hit:
         return result_of(value, True, 0, perf_counter() - t0, ())
-    record, attempts, errors = await complete(self, prompt, kwargs, value, plan, timeout)
+    if deadline is None:
+        deadline = self.default_deadline
+    record, attempts, errors = await complete(self, prompt, kwargs, value, plan, timeout, deadline)
     return result_of(record, False, attempts, perf_counter() - t0, errors)
 
 
@@ -148,14 +173,16 @@ async def complete(
     key: bytes | None,
     plan: tuple[Model, ...] | None,
     timeout: float | None,
+    deadline: float | None = None,
 ) -> Outcome:
     """A request after its cache miss: single-flight (lead, follow, or find the answer
-    that landed), then the walk."""
+    that landed), then the walk. ``deadline``: its budget in seconds, from now."""
     if plan is None:
         m._no_route()
     kw = {} if kwargs is None else kwargs
+    dl = None if deadline is None else (deadline, m._clock() + deadline)
     if key is None or not m.single_flight or leading(key):
-        return await walked(m, prompt, kw, key, plan, timeout)
+        return await walked(m, prompt, kw, key, plan, timeout, dl)
     flights, stats = m._flights, m._mstats
     while True:
         flight = flights.join(key, current_loop(m))
@@ -165,7 +192,11 @@ async def complete(
                 return landed, 0, ()
             token = lead(key)
             try:
-                result = await walked(m, prompt, kw, key, plan, timeout)
+                result = await walked(m, prompt, kw, key, plan, timeout, dl)
+            except DeadlineExceededError:
+                # This leader's budget ran out, not its followers': one of them leads now.
+                flights.finish(key, error=LeaderAborted())
+                raise
             except Exception as exc:
                 flights.finish(key, error=exc)
                 raise
@@ -177,11 +208,18 @@ async def complete(
             flights.finish(key, result=result)
             return result
         if own_call_needed(flight):
-            return await walked(m, prompt, kw, key, plan, timeout)
+            return await walked(m, prompt, kw, key, plan, timeout, dl)
         try:
-            record = (await flights.wait_async(flight))[0]
+            record = (await flights.wait_async(flight, left_of(m, dl)))[0]
         except LeaderAborted:
             continue  # the leader died without an outcome: try again, maybe as leader
+        except TimeoutError:
+            # This follower's own deadline: it stops waiting; the shared call goes on.
+            stats.record_coalesced()
+            stats.record_failure()
+            stats.record_deadline_exceeded()
+            assert dl is not None
+            raise DeadlineExceededError([], dl[0]) from None
         except Exception:
             stats.record_coalesced()
             stats.record_failure()
@@ -205,10 +243,11 @@ async def walked(
     key: bytes | None,
     plan: tuple[Model, ...],
     timeout: float | None,
+    dl: tuple[float, float] | None = None,
 ) -> Outcome:
     if key is not None and m._fleet is not None:
-        return await shared(m, m._fleet, prompt, kw, key, plan, timeout)
-    walk = m._Walk(m, plan, kw, -1, prompt)
+        return await shared(m, m._fleet, prompt, kw, key, plan, timeout, dl)
+    walk = m._Walk(m, plan, kw, -1, prompt, dl)
     record = await run(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
@@ -223,6 +262,7 @@ async def shared(
     key: bytes,
     plan: tuple[Model, ...],
     timeout: float | None,
+    dl: tuple[float, float] | None = None,
 ) -> Outcome:
     """A cacheable request of a fleet, once it leads its key in this process: the shared
     tier (Redis), then one call fleet-wide. The process holding the key's fleet lease
@@ -234,7 +274,7 @@ async def shared(
     waited = 0
     while found is None and not led and waited < 2:
         waited += 1
-        found = await fleet.aawait_answer(key, m.fleet_wait)
+        found = await fleet.aawait_answer(key, min(m.fleet_wait, left_of(m, dl) or math.inf))
         if found is None:
             led = await fleet.alead(key, m.fleet_lease)  # the leader is gone: take over
         else:
@@ -252,7 +292,7 @@ async def shared(
         if m._hub is not None:
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
-    walk = m._Walk(m, plan, kw, -1, prompt)
+    walk = m._Walk(m, plan, kw, -1, prompt, dl)
     try:
         record = await run(m, walk, prompt, timeout)
     except BaseException:
@@ -266,6 +306,16 @@ async def shared(
     else:
         await fleet.aput(key, entry, m._cache_ttl)
     return record, walk.attempts, walk.errors
+
+
+def until(m: LLMManager, ends: float | None) -> float | None:
+    """Seconds left before ``ends`` (None: no end), at least a tiny positive amount."""
+    return None if ends is None else max(ends - m._clock(), 1e-6)
+
+
+def left_of(m: LLMManager, dl: tuple[float, float] | None) -> float | None:
+    """Seconds left of a deadline (None: none), at least a tiny positive amount."""
+    return None if dl is None else max(dl[1] - m._clock(), 1e-6)
 
 
 def entry_of(r: Record) -> CacheValue:
@@ -282,6 +332,7 @@ async def run(
 ) -> Record:
     """Drives the walk to an answer (or raises its final error)."""
     kwargs = walk.kwargs
+    plain = timeout is None and walk.deadline is None  # async-only
     try:
         if pending is not None:
             wait = walk.failed(pending)
@@ -296,10 +347,10 @@ async def run(
                 await pause(m, wait)
                 continue
             try:
-                if model.direct_async and timeout is None:  # sync-only: if model.direct_sync:
+                if model.direct_async and plain:  # sync-only: if model.direct_sync:
                     out = await model.fn(prompt, kwargs)
                 else:
-                    out = await call(m, model, prompt, kwargs, timeout, walk)
+                    out = await call(m, model, prompt, kwargs, walk.limit(timeout, model), walk)
                 if type(out) is not str or not out:
                     record = record_of(out, prompt, model.name, m.allow_empty)
             except Exception as exc:
@@ -324,9 +375,12 @@ async def astream_route(  # sync-only: def stream_route(
     use_cache: bool,
     kwargs: dict[str, Any],
     timeout: float | None,
+    deadline: float | None = None,
+    stream_deadline: float | None = None,
 ) -> AsyncIterator[str]:
     """A streamed request: the cache, then the walk until the first chunk; after it, a
-    failure is a StreamInterruptedError with the partial text."""
+    failure is a StreamInterruptedError with the partial text. ``deadline`` bounds the
+    time to the first chunk, ``stream_deadline`` the whole stream (seconds from now)."""
     hit, key, plan = m._enter(prompt, use_cache, kwargs)
     if hit:
         yield key.text
@@ -347,7 +401,11 @@ async def astream_route(  # sync-only: def stream_route(
                 answered_by("l2", record)
             yield record.text
             return
-    walk = m._Walk(m, plan, kwargs, -1, prompt)
+    if deadline is None:
+        deadline = m.default_deadline
+    dl = None if deadline is None else (deadline, m._clock() + deadline)
+    ends = None if stream_deadline is None else m._clock() + stream_deadline
+    walk = m._Walk(m, plan, kwargs, -1, prompt, dl)
     try:
         while True:
             model = walk.next()
@@ -357,7 +415,7 @@ async def astream_route(  # sync-only: def stream_route(
                     break
                 await pause(m, wait)
                 continue
-            limit = model.timeout if timeout is None else timeout
+            limit = walk.limit(timeout, model)
             try:
                 it, first, usage = await bounded(opened(m, model, prompt, kwargs, walk), limit)
             except Exception as exc:
@@ -370,7 +428,7 @@ async def astream_route(  # sync-only: def stream_route(
                 if first:
                     walk.first_chunk()
                     yield first
-                async for item in it:
+                while (item := await pull(it, until(m, ends))) is not END:
                     chunk = chunk_of(item, model.name)
                     if chunk is None:
                         usage = item if isinstance(item, Usage) else usage

@@ -4,13 +4,26 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._native import Record
-from ._io_sync import bounded, call, close_quietly, current_loop, items, nothing, own_call_needed
+from ._io_sync import (
+    END,
+    bounded,
+    call,
+    close_quietly,
+    current_loop,
+    items,
+    nothing,
+    own_call_needed,
+    pull,
+)
 from ._io_sync import sleep as pause
+from ._validate import check_deadline
+from .errors import DeadlineExceededError
 from .events import answered_by
 from .models import chunk_of, empty, record_of, result_of, streamed, usage_of
 from .response import MEANT_TO_END, GenerationResult, Usage
@@ -33,10 +46,14 @@ def generate_slow(
     kwargs: dict[str, Any] | None,
     value: Any,
     plan: tuple[Model, ...] | None,
+    deadline: float | None = None,
 ) -> str:
     """generate() after its cache miss."""
-    if plan is None or not plan[0].inline_sync:
-        return complete(self, prompt, kwargs, value, plan, None)[0].text
+    if deadline is None:
+        deadline = self.default_deadline
+    timeout = None
+    if plan is None or deadline is not None or not plan[0].inline_sync:
+        return (complete(self, prompt, kwargs, value, plan, timeout, deadline))[0].text
     kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first
@@ -106,11 +123,16 @@ def generate_response(
 ) -> GenerationResult:
     """The text, and how it came."""
     timeout = None
+    deadline = kwargs.pop("deadline", None)
+    if deadline is not None:
+        check_deadline(deadline)
     t0 = perf_counter()
     hit, value, plan = self._enter(prompt, use_cache, kwargs)
     if hit:
         return result_of(value, True, 0, perf_counter() - t0, ())
-    record, attempts, errors = complete(self, prompt, kwargs, value, plan, timeout)
+    if deadline is None:
+        deadline = self.default_deadline
+    record, attempts, errors = complete(self, prompt, kwargs, value, plan, timeout, deadline)
     return result_of(record, False, attempts, perf_counter() - t0, errors)
 
 
@@ -121,14 +143,16 @@ def complete(
     key: bytes | None,
     plan: tuple[Model, ...] | None,
     timeout: float | None,
+    deadline: float | None = None,
 ) -> Outcome:
     """A request after its cache miss: single-flight (lead, follow, or find the answer
-    that landed), then the walk."""
+    that landed), then the walk. ``deadline``: its budget in seconds, from now."""
     if plan is None:
         m._no_route()
     kw = {} if kwargs is None else kwargs
+    dl = None if deadline is None else (deadline, m._clock() + deadline)
     if key is None or not m.single_flight or leading(key):
-        return walked(m, prompt, kw, key, plan, timeout)
+        return walked(m, prompt, kw, key, plan, timeout, dl)
     flights, stats = m._flights, m._mstats
     while True:
         flight = flights.join(key, current_loop(m))
@@ -138,7 +162,11 @@ def complete(
                 return landed, 0, ()
             token = lead(key)
             try:
-                result = walked(m, prompt, kw, key, plan, timeout)
+                result = walked(m, prompt, kw, key, plan, timeout, dl)
+            except DeadlineExceededError:
+                # This leader's budget ran out, not its followers': one of them leads now.
+                flights.finish(key, error=LeaderAborted())
+                raise
             except Exception as exc:
                 flights.finish(key, error=exc)
                 raise
@@ -150,11 +178,18 @@ def complete(
             flights.finish(key, result=result)
             return result
         if own_call_needed(flight):
-            return walked(m, prompt, kw, key, plan, timeout)
+            return walked(m, prompt, kw, key, plan, timeout, dl)
         try:
-            record = (flights.wait(flight))[0]
+            record = (flights.wait(flight, left_of(m, dl)))[0]
         except LeaderAborted:
             continue  # the leader died without an outcome: try again, maybe as leader
+        except TimeoutError:
+            # This follower's own deadline: it stops waiting; the shared call goes on.
+            stats.record_coalesced()
+            stats.record_failure()
+            stats.record_deadline_exceeded()
+            assert dl is not None
+            raise DeadlineExceededError([], dl[0]) from None
         except Exception:
             stats.record_coalesced()
             stats.record_failure()
@@ -178,10 +213,11 @@ def walked(
     key: bytes | None,
     plan: tuple[Model, ...],
     timeout: float | None,
+    dl: tuple[float, float] | None = None,
 ) -> Outcome:
     if key is not None and m._fleet is not None:
-        return shared(m, m._fleet, prompt, kw, key, plan, timeout)
-    walk = m._Walk(m, plan, kw, -1, prompt)
+        return shared(m, m._fleet, prompt, kw, key, plan, timeout, dl)
+    walk = m._Walk(m, plan, kw, -1, prompt, dl)
     record = run(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
@@ -196,6 +232,7 @@ def shared(
     key: bytes,
     plan: tuple[Model, ...],
     timeout: float | None,
+    dl: tuple[float, float] | None = None,
 ) -> Outcome:
     """A cacheable request of a fleet, once it leads its key in this process: the shared
     tier (Redis), then one call fleet-wide. The process holding the key's fleet lease
@@ -207,7 +244,7 @@ def shared(
     waited = 0
     while found is None and not led and waited < 2:
         waited += 1
-        found = fleet.await_answer(key, m.fleet_wait)
+        found = fleet.await_answer(key, min(m.fleet_wait, left_of(m, dl) or math.inf))
         if found is None:
             led = fleet.lead(key, m.fleet_lease)  # the leader is gone: take over
         else:
@@ -225,7 +262,7 @@ def shared(
         if m._hub is not None:
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
-    walk = m._Walk(m, plan, kw, -1, prompt)
+    walk = m._Walk(m, plan, kw, -1, prompt, dl)
     try:
         record = run(m, walk, prompt, timeout)
     except BaseException:
@@ -239,6 +276,16 @@ def shared(
     else:
         fleet.put(key, entry, m._cache_ttl)
     return record, walk.attempts, walk.errors
+
+
+def until(m: LLMManager, ends: float | None) -> float | None:
+    """Seconds left before ``ends`` (None: no end), at least a tiny positive amount."""
+    return None if ends is None else max(ends - m._clock(), 1e-6)
+
+
+def left_of(m: LLMManager, dl: tuple[float, float] | None) -> float | None:
+    """Seconds left of a deadline (None: none), at least a tiny positive amount."""
+    return None if dl is None else max(dl[1] - m._clock(), 1e-6)
 
 
 def entry_of(r: Record) -> CacheValue:
@@ -272,7 +319,7 @@ def run(
                 if model.direct_sync:
                     out = model.fn(prompt, kwargs)
                 else:
-                    out = call(m, model, prompt, kwargs, timeout, walk)
+                    out = call(m, model, prompt, kwargs, walk.limit(timeout, model), walk)
                 if type(out) is not str or not out:
                     record = record_of(out, prompt, model.name, m.allow_empty)
             except Exception as exc:
@@ -297,9 +344,12 @@ def stream_route(
     use_cache: bool,
     kwargs: dict[str, Any],
     timeout: float | None,
+    deadline: float | None = None,
+    stream_deadline: float | None = None,
 ) -> Iterator[str]:
     """A streamed request: the cache, then the walk until the first chunk; after it, a
-    failure is a StreamInterruptedError with the partial text."""
+    failure is a StreamInterruptedError with the partial text. ``deadline`` bounds the
+    time to the first chunk, ``stream_deadline`` the whole stream (seconds from now)."""
     hit, key, plan = m._enter(prompt, use_cache, kwargs)
     if hit:
         yield key.text
@@ -320,7 +370,11 @@ def stream_route(
                 answered_by("l2", record)
             yield record.text
             return
-    walk = m._Walk(m, plan, kwargs, -1, prompt)
+    if deadline is None:
+        deadline = m.default_deadline
+    dl = None if deadline is None else (deadline, m._clock() + deadline)
+    ends = None if stream_deadline is None else m._clock() + stream_deadline
+    walk = m._Walk(m, plan, kwargs, -1, prompt, dl)
     try:
         while True:
             model = walk.next()
@@ -330,7 +384,7 @@ def stream_route(
                     break
                 pause(m, wait)
                 continue
-            limit = model.timeout if timeout is None else timeout
+            limit = walk.limit(timeout, model)
             try:
                 it, first, usage = bounded(opened(m, model, prompt, kwargs, walk), limit)
             except Exception as exc:
@@ -343,7 +397,7 @@ def stream_route(
                 if first:
                     walk.first_chunk()
                     yield first
-                for item in it:
+                while (item := pull(it, until(m, ends))) is not END:
                     chunk = chunk_of(item, model.name)
                     if chunk is None:
                         usage = item if isinstance(item, Usage) else usage

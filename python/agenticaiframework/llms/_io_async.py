@@ -43,6 +43,19 @@ async def sleep(m: LLMManager, seconds: float) -> None:
     await m._async_sleep(seconds)
 
 
+END = object()  # what pull() gives at the end of a stream
+
+
+async def pull(it: AsyncIterator[Any], limit: float | None) -> Any:
+    """A stream's next item, or END; ``TimeoutError`` when none comes within ``limit``."""
+    try:
+        if limit is None:
+            return await it.__anext__()
+        return await asyncio.wait_for(it.__anext__(), limit)
+    except StopAsyncIteration:
+        return END
+
+
 async def bounded(opening: Awaitable[T], limit: float | None) -> T:
     """Opening a stream (up to its first chunk) within the attempt's timeout."""
     return await (opening if limit is None else asyncio.wait_for(opening, limit))

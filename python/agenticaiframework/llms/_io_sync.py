@@ -18,17 +18,25 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
-def call(m: LLMManager, model: Model, prompt: str, kwargs: dict[str, Any], *_: object) -> Any:
-    """One attempt: a sync model is called here, an async one on this thread's loop
-    (where its metadata timeout holds: an async model can be interrupted). The timeout and
-    walk the async twin takes have no use here."""
+def call(
+    m: LLMManager,
+    model: Model,
+    prompt: str,
+    kwargs: dict[str, Any],
+    limit: float | None = None,
+    walk: object = None,
+) -> Any:
+    """One attempt: a sync model is called here (it cannot be interrupted), an async one
+    on this thread's loop, within ``limit`` (its metadata timeout, cut to the request's
+    deadline)."""
     if not model.is_async:
         return model.fn(prompt, kwargs)
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         coro = model.fn(prompt, kwargs)
-        limit = model.timeout
+        if limit is None:
+            limit = model.timeout
         return run_blocking(coro if limit is None else asyncio.wait_for(coro, limit))
     raise NonRetryableError(
         f"model {model.name!r} is async: inside an event loop, call agenerate()"
@@ -37,6 +45,17 @@ def call(m: LLMManager, model: Model, prompt: str, kwargs: dict[str, Any], *_: o
 
 def sleep(m: LLMManager, seconds: float) -> None:
     m._sleep(seconds)
+
+
+END = object()  # what pull() gives at the end of a stream
+
+
+def pull(it: Iterator[Any], limit: float | None) -> Any:
+    """A stream's next item, or END. A sync stream cannot be interrupted: a stream
+    deadline already past ends it (``TimeoutError``) before the next item is asked."""
+    if limit is not None and limit <= 1e-6:
+        raise TimeoutError("stream deadline passed")
+    return next(it, END)
 
 
 def bounded(opened: T, limit: float | None) -> T:

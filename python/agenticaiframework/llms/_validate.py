@@ -35,3 +35,10 @@ def check_seconds(
         bound = "" if math.isinf(maximum) else f" and <= {maximum:.0f}"
         raise ValueError(f"{name} must be a finite number of seconds >= 0{bound}, got {value!r}")
     return v
+
+
+def check_deadline(v: object) -> float:
+    """A request's deadline: seconds > 0 (the native generate() checks the same)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
+        raise ValueError(f"deadline must be a number of seconds > 0 (or None), not {v!r}")
+    return float(v)

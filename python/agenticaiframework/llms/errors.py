@@ -98,6 +98,23 @@ class AllModelsFailedError(LLMError):
         super().__init__(f"no model answered ({len(self.errors)} failures): {parts}")
 
 
+class DeadlineExceededError(LLMError, TimeoutError):
+    """The request's deadline passed before a model answered. ``errors``: the attempts
+    made so far, ``(model_name, exception)`` in order, as in
+    :class:`AllModelsFailedError`; ``deadline``: the budget it had, in seconds.
+
+    >>> err = DeadlineExceededError([], 2.0)
+    >>> isinstance(err, TimeoutError), err.deadline
+    (True, 2.0)
+    """
+
+    def __init__(self, errors: Sequence[tuple[str, BaseException]], deadline: float) -> None:
+        self.errors: list[tuple[str, BaseException]] = list(errors)
+        self.deadline = deadline
+        tried = f"after {len(self.errors)} failed or skipped attempts" if self.errors else ""
+        super().__init__(f"deadline of {deadline:g}s exceeded {tried}".rstrip())
+
+
 class QuotaExhaustedError(AllModelsFailedError):
     """Every model of the route was refused by its own rate limits (no call was made):
     ``retry_after`` is when the first of them could admit the request. Raised at once,

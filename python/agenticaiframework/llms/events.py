@@ -37,7 +37,7 @@ from .workers import WorkersBusyError
 
 if TYPE_CHECKING:
     from .._native import Record
-    from .errors import AllModelsFailedError, StreamInterruptedError
+    from .errors import AllModelsFailedError, DeadlineExceededError, StreamInterruptedError
     from .manager import LLMManager
     from .models import Model
 
@@ -339,13 +339,14 @@ class ObservedWalk(Walk):
         kwargs: dict[str, Any],
         first: int = -1,
         prompt: str = "",
+        dl: tuple[float, float] | None = None,
     ) -> None:
         trace = CURRENT.get()
         if trace is None or trace.hub is not m._hub:
             trace = Trace(m._hub or Hub(), "walk")  # not started by a wrapper: told alone
         self.trace = trace
         self.t_attempt = perf_counter()
-        super().__init__(m, plan, kwargs, first, prompt)
+        super().__init__(m, plan, kwargs, first, prompt, dl)
 
     def _done(self, model: Model, rec: Any = None) -> None:
         t = self.trace
@@ -428,7 +429,7 @@ class ObservedWalk(Walk):
         self.trace.tier = None
         return err
 
-    def exhausted(self) -> AllModelsFailedError:
+    def exhausted(self) -> AllModelsFailedError | DeadlineExceededError:
         err = super().exhausted()
         t = self.trace
         t.attempts, t.retries, t.fallbacks = self.attempts, self.retries, self.fallbacks

@@ -30,6 +30,7 @@ from ._validate import (
     MAX_HALF_OPEN_CALLS,
     MAX_RECOVERY_TIMEOUT,
     check_count,
+    check_deadline,
     check_seconds,
 )
 from .cache import Tiers
@@ -58,6 +59,16 @@ if TYPE_CHECKING:
     from .fleet import Fleet
 
 logger = logging.getLogger("agenticaiframework.llms")
+
+
+def _deadlines(kwargs: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A stream's ``deadline`` (to its first chunk) and ``stream_deadline`` (the whole
+    stream), taken out of its kwargs and checked."""
+    d, e = kwargs.pop("deadline", None), kwargs.pop("stream_deadline", None)
+    return (
+        None if d is None else check_deadline(d),
+        None if e is None else check_deadline(e),
+    )
 
 
 def _info(m: Model) -> dict[str, Any]:
@@ -140,6 +151,7 @@ class LLMManager(ManagerCore):
         fleet_lease: float = 60.0,
         routing: str = "weighted",
         max_queue_wait: float = 0.0,
+        default_deadline: float | None = None,
     ) -> None:
         self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
         if routing not in ROUTINGS:
@@ -148,6 +160,11 @@ class LLMManager(ManagerCore):
         # How long a request refused by every model's rate limits may wait for capacity
         # (0: it fails fast with QuotaExhaustedError).
         self.max_queue_wait = check_seconds("max_queue_wait", max_queue_wait)
+        # Every request's time budget unless it gives its own (``deadline=``): retries,
+        # waits and fallbacks all spend from it (walk.py).
+        self.default_deadline = (
+            None if default_deadline is None else check_deadline(default_deadline)
+        )
         if not isinstance(allow_empty, bool):
             raise TypeError(f"allow_empty must be a bool, not {type(allow_empty).__name__}")
         # An empty answer is a failed attempt (InvalidResponseError: the next model is
@@ -530,7 +547,8 @@ class LLMManager(ManagerCore):
         request is not counted, until the first ``next()``.
         """
         check_prompt(prompt)
-        return _drive_sync.stream_route(self, prompt, use_cache, kwargs, None)
+        deadline, ends = _deadlines(kwargs)
+        return _drive_sync.stream_route(self, prompt, use_cache, kwargs, None, deadline, ends)
 
     def astream(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> AsyncIterator[str]:
         """The async twin of :meth:`stream`: uses the model's ``astream`` method, else its
@@ -540,7 +558,8 @@ class LLMManager(ManagerCore):
         timeout = kwargs.pop("timeout", None)
         if timeout is not None:
             check_seconds("timeout", timeout)
-        return _drive_async.astream_route(self, prompt, use_cache, kwargs, timeout)
+        deadline, ends = _deadlines(kwargs)
+        return _drive_async.astream_route(self, prompt, use_cache, kwargs, timeout, deadline, ends)
 
     # ----------------------------------------------------------------- events
 

@@ -126,19 +126,21 @@ class SingleFlight(Generic[T]):
                 except RuntimeError:
                     pass  # that loop is closed: its waiter is gone
 
-    def wait(self, flight: Flight[T]) -> T:
-        """Blocks this thread until the flight's outcome, then returns or raises it."""
+    def wait(self, flight: Flight[T], timeout: float | None = None) -> T:
+        """Blocks this thread until the flight's outcome, then returns or raises it;
+        ``TimeoutError`` after ``timeout`` seconds (the shared call goes on)."""
         with self._lock:
             if not flight.done and flight.event is None:
                 flight.event = threading.Event()
             event = flight.event
-        if event is not None:
-            event.wait()
+        if event is not None and not event.wait(timeout):
+            raise TimeoutError("gave up waiting for an identical request's answer")
         return flight.outcome()
 
-    async def wait_async(self, flight: Flight[T]) -> T:
+    async def wait_async(self, flight: Flight[T], timeout: float | None = None) -> T:
         """Awaits the flight's outcome from any loop. Cancelling a waiter never cancels
-        the shared work (cancelling the leader does: its waiters then try again)."""
+        the shared work (cancelling the leader does: its waiters then try again), nor
+        does its ``timeout`` (``TimeoutError``)."""
         loop = asyncio.get_running_loop()
         with self._lock:
             if flight.done:
@@ -147,7 +149,7 @@ class SingleFlight(Generic[T]):
                 fut = loop.create_future()
                 flight.waiters.append((loop, fut))
         if fut is not None:
-            await fut
+            await (fut if timeout is None else asyncio.wait_for(fut, timeout))
         return flight.outcome()
 
 

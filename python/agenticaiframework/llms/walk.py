@@ -51,6 +51,7 @@ outcome); they never walk.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from . import _secrets, ratelimit
@@ -58,6 +59,7 @@ from .deployments import decide_deployment
 from .errors import (
     AllModelsFailedError,
     CircuitBreakerOpenError,
+    DeadlineExceededError,
     QuotaExhaustedError,
     RateLimitedError,
     StreamInterruptedError,
@@ -83,7 +85,10 @@ class Walk:
     __slots__ = (
         "attempt",
         "attempts",
+        "budget",
+        "deadline",
         "errors",
+        "expired",
         "fallbacks",
         "finished",
         "i",
@@ -107,12 +112,20 @@ class Walk:
         kwargs: dict[str, Any],
         first: int = -1,
         prompt: str = "",
+        dl: tuple[float, float] | None = None,
     ) -> None:
         """``first``: the token of the first attempt when a driver already made it inline
         (the fast path), 0 if its breaker refused it, -1 (default) if it was not made.
         ``prompt``: for the rate limits' token estimate (ratelimit.py); a walk whose first
-        try was inline never meets a limit (a model with one is watched)."""
+        try was inline never meets a limit (a model with one is watched). ``dl``: the
+        request's deadline, ``(seconds it was given, when it ends on the manager's
+        clock)``, or None."""
         self.m = m
+        self.budget: float | None = None
+        self.deadline: float | None = None
+        if dl is not None:
+            self.budget, self.deadline = dl
+        self.expired = False
         self.plan = plan
         self.kwargs = kwargs
         self.prompt = prompt
@@ -137,6 +150,8 @@ class Walk:
     def next(self) -> Model | None:
         """The model to call now, its permit taken; None when the route is exhausted."""
         plan = self.plan
+        if self.deadline is not None and self._out_of_time():
+            return None
         while self.i < len(plan):
             model = self.model = plan[self.i]
             group = model.group
@@ -185,6 +200,13 @@ class Walk:
                 self.retries += 1
             self.attempt += 1
             self.attempts += 1
+            if self.deadline is not None:
+                # What is left reaches the model: the adapters pass it to the SDK.
+                left = self.left()
+                t = self.kwargs.get("timeout")
+                if isinstance(t, (int, float)) and not isinstance(t, bool):
+                    left = min(float(t), left)
+                self.kwargs["timeout"] = left
             return model
         return None
 
@@ -194,6 +216,14 @@ class Walk:
         model, token = self.model, self.token
         self.token = 0
         self.errors.append((model.name, exc))
+        if self.deadline is not None and isinstance(exc, TimeoutError) and self._past():
+            # Cut at the request's deadline, not the model's failure: no breaker count.
+            model.core.cancel(token)
+            for o in model.observers:
+                o.observe(model, None)
+            self._release()
+            self.expired = True
+            return None
         if isinstance(exc, WorkersBusyError):
             # Never started: not the model's failure. Its permit goes back; next model.
             model.core.cancel(token)
@@ -233,9 +263,36 @@ class Walk:
                 self.tried,
                 self.refused,
             )
+        if wait is not None and self.deadline is not None and wait >= self.left():
+            wait = None  # a wait past the deadline: the next model, at once
         if wait is None:
             self._move_on()
         return wait
+
+    def left(self) -> float:
+        """Seconds left of the request's deadline (a tiny positive value at the least: an
+        attempt limit of 0 would mean none); inf without one."""
+        d = self.deadline
+        if d is None:
+            return math.inf
+        return max(d - self.m._clock(), 1e-6)
+
+    def limit(self, timeout: float | None, model: Model) -> float | None:
+        """An attempt's time limit: its own (``timeout``, else the model's), cut to what
+        is left of the deadline."""
+        own: float | None = model.timeout if timeout is None else timeout
+        if self.deadline is None:
+            return own
+        left = self.left()
+        return left if own is None else min(own, left)
+
+    def _past(self) -> bool:
+        return self.deadline is not None and self.m._clock() >= self.deadline
+
+    def _out_of_time(self) -> bool:
+        if self._past():
+            self.expired = True
+        return self.expired
 
     def restart(self) -> None:
         """The open attempt really starts now (it waited for a worker)."""
@@ -294,10 +351,10 @@ class Walk:
         leaves room for that wait; else None (``exhausted()`` follows)."""
         m = self.m
         budget = m.max_queue_wait
-        if not budget:
+        if not budget or self.expired:
             return None
         wait = ratelimit.capacity_returns(self.errors)
-        if wait is None:
+        if wait is None or wait >= self.left():
             return None
         now = m._clock()
         if self.since is None:
@@ -308,10 +365,17 @@ class Walk:
         self.i, self.attempt, self.tried, self.refused = 0, 0, 0, 0
         return wait
 
-    def exhausted(self) -> AllModelsFailedError:
+    def exhausted(self) -> AllModelsFailedError | DeadlineExceededError:
         self.finished = True
         self.m._mstats.record_failure(self.retries, self.fallbacks)
         errors = self.errors
+        if self.expired:
+            self.m._mstats.record_deadline_exceeded()
+            late = DeadlineExceededError(errors, self.budget or 0.0)
+            if errors:
+                late.__cause__ = errors[-1][1]
+            logger.error("%s", str(late))
+            return late
         soonest = ratelimit.capacity_returns(errors)
         err = (
             AllModelsFailedError(errors)
