@@ -278,11 +278,6 @@ def shared(
     return record, walk.attempts, walk.errors
 
 
-def until(m: LLMManager, ends: float | None) -> float | None:
-    """Seconds left before ``ends`` (None: no end), at least a tiny positive amount."""
-    return None if ends is None else max(ends - m._clock(), 1e-6)
-
-
 def left_of(m: LLMManager, dl: tuple[float, float] | None) -> float | None:
     """Seconds left of a deadline (None: none), at least a tiny positive amount."""
     return None if dl is None else max(dl[1] - m._clock(), 1e-6)
@@ -397,7 +392,7 @@ def stream_route(
                 if first:
                     walk.first_chunk()
                     yield first
-                while (item := pull(it, until(m, ends))) is not END:
+                while (item := pull(m, it, ends)) is not END:
                     chunk = chunk_of(item, model.name)
                     if chunk is None:
                         usage = item if isinstance(item, Usage) else usage

@@ -46,12 +46,13 @@ async def sleep(m: LLMManager, seconds: float) -> None:
 END = object()  # what pull() gives at the end of a stream
 
 
-async def pull(it: AsyncIterator[Any], limit: float | None) -> Any:
-    """A stream's next item, or END; ``TimeoutError`` when none comes within ``limit``."""
+async def pull(m: LLMManager, it: AsyncIterator[Any], ends: float | None) -> Any:
+    """A stream's next item, or END; ``TimeoutError`` when none comes before ``ends``
+    (the stream's deadline, on the manager's clock)."""
     try:
-        if limit is None:
+        if ends is None:
             return await it.__anext__()
-        return await asyncio.wait_for(it.__anext__(), limit)
+        return await asyncio.wait_for(it.__anext__(), max(ends - m._clock(), 1e-6))
     except StopAsyncIteration:
         return END
 

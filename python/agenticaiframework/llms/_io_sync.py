@@ -50,12 +50,16 @@ def sleep(m: LLMManager, seconds: float) -> None:
 END = object()  # what pull() gives at the end of a stream
 
 
-def pull(it: Iterator[Any], limit: float | None) -> Any:
-    """A stream's next item, or END. A sync stream cannot be interrupted: a stream
-    deadline already past ends it (``TimeoutError``) before the next item is asked."""
-    if limit is not None and limit <= 1e-6:
-        raise TimeoutError("stream deadline passed")
-    return next(it, END)
+def pull(m: LLMManager, it: Iterator[Any], ends: float | None) -> Any:
+    """A stream's next item, or END; ``TimeoutError`` once the stream's deadline
+    (``ends``, on the manager's clock) has passed. A sync stream cannot be interrupted:
+    the deadline is checked before each item is asked for and when it comes."""
+    if ends is not None and m._clock() >= ends:
+        raise TimeoutError("the stream's deadline passed")
+    item = next(it, END)
+    if ends is not None and item is not END and m._clock() > ends:
+        raise TimeoutError("the stream's deadline passed")
+    return item
 
 
 def bounded(opened: T, limit: float | None) -> T:
