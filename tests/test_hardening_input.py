@@ -397,8 +397,13 @@ values = st.recursive(
     ),
     max_leaves=20,
 )
+# The request methods' own parameter names are not model kwargs ("prompt" passed twice is
+# Python's TypeError; a hypothesis draw found {"prompt": None}).
+RESERVED = {"prompt", "use_cache", "timeout", "deadline", "stream_deadline"}
 kwargs_st = st.dictionaries(
-    st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=6),
+    st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=6).filter(
+        lambda k: k not in RESERVED
+    ),
     values,
     max_size=5,
 )
@@ -421,7 +426,9 @@ ODD_FACTORIES: list[Callable[[], Any]] = [
 # Indexes, not the objects: hypothesis hashes what it samples, and these refuse.
 odd_values = st.integers(0, len(ODD_FACTORIES) - 1).map(lambda i: ODD_FACTORIES[i]())
 hostile_kwargs = st.dictionaries(
-    st.text(max_size=4), values | odd_values | st.lists(odd_values, max_size=2), max_size=4
+    st.text(max_size=4).filter(lambda k: k not in RESERVED),
+    values | odd_values | st.lists(odd_values, max_size=2),
+    max_size=4,
 )
 
 
