@@ -215,9 +215,12 @@ class LiteLLM:
         return str(r.choices[0].message.content)
 
     def classify(self, exc: BaseException) -> str:
-        # A local refusal never reached HTTP (the caller checks that too); a provider 429
-        # is a RateLimitError from the openai SDK's response.
-        if isinstance(exc, self.litellm.RateLimitError):
+        # A local refusal never reached HTTP: RateLimitError from the pre-call rpm check,
+        # RouterRateLimitError when every deployment is over its rpm or cooling down
+        # after 429s; a provider 429 is a RateLimitError after a send.
+        from litellm.types.router import RouterRateLimitError
+
+        if isinstance(exc, (self.litellm.RateLimitError, RouterRateLimitError)):
             return "429?"  # decided by whether send ran (see run())
         return "error"
 
