@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
 
 .PHONY: demo demo-fleet test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare \
-	bench-fleet-compare redis-server
+	bench-fleet-compare bench-quota-compare redis-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -125,6 +125,22 @@ bench-compare: $(BENCH_VENVS)/ours/.stamp $(BENCH_VENVS)/afw3012/.stamp $(BENCH_
 FLEET_ROUNDS ?= 7
 bench-fleet-compare: build redis-server $(BENCH_VENVS)/litellm/.stamp
 	$(BIN)/python benches/compare/fleet.py --rounds $(FLEET_ROUNDS) --write
+
+# Usage-based routing under a provider's quota beside LiteLLM Router's usage-based-routing-v2
+# (benches/compare/quota.py): a simulated OpenAI-compatible provider (loopback, in the
+# driver) with two deployments of QUOTA_RPM requests per minute each, answering 429 with a
+# Retry-After over it; per provider window (sliding, gcra) one subprocess per side, order
+# alternating: ours in .venv (the working tree, built here), LiteLLM in .bench-venvs/litellm.
+# Open-loop Poisson load at QUOTA_RATE/s for QUOTA_SPAN s per run, real minutes (LiteLLM
+# keys its counters by the wall-clock minute), each run starting on a minute boundary.
+# Writes the marked section of BENCHMARKS.md (bench-compare keeps it) and
+# benches/compare/quota_results.json (~14 minutes).
+QUOTA_SPAN ?= 150
+QUOTA_RATE ?= 5
+QUOTA_RPM ?= 100
+bench-quota-compare: build $(BENCH_VENVS)/litellm/.stamp
+	$(BIN)/python benches/compare/quota.py --span $(QUOTA_SPAN) --rate $(QUOTA_RATE) \
+		--rpm $(QUOTA_RPM) --write
 
 clean:
 	rm -rf target $(VENV) python/agenticaiframework/*.so

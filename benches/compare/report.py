@@ -713,13 +713,18 @@ def render(res: dict[str, Any]) -> None:
 
 
 def kept_fleet_section() -> str:
-    """The section `make bench-fleet-compare` writes (fleet.py), kept as it is."""
-    from fleet import BEGIN, END
+    """The sections `make bench-fleet-compare` (fleet.py) and `make bench-quota-compare`
+    (quota.py) write, kept as they are, in that order."""
+    import fleet
+    import quota
 
     doc = DOC.read_text() if DOC.exists() else ""
-    if BEGIN not in doc or END not in doc:
-        return ""
-    return "\n" + BEGIN + doc.split(BEGIN, 1)[1].split(END, 1)[0] + END + "\n"
+    kept = ""
+    for mod in (fleet, quota):
+        begin, end = mod.BEGIN, mod.END
+        if begin in doc and end in doc:
+            kept += "\n" + begin + doc.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return kept
 
 
 def main() -> None:
