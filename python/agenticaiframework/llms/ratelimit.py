@@ -25,6 +25,11 @@ When every model of the route was refused by its limits, the request fails fast 
 route again, as long as the wait fits in ``s`` seconds since the request began.
 
 A model with a limit is watched (``Model.watch``): its first try goes through the walk.
+
+With a fleet (``LLMManager(redis=...)``) a limited model's limiter is a
+:class:`~.fleet_limits.FleetLimiter` instead, with the same face (``reserve``,
+``settle``, ``release``, ``cool_down``, ``retry_after``, ``tpm``): the limit is then the
+fleet's, and this file does not tell them apart.
 """
 
 from __future__ import annotations
