@@ -50,8 +50,15 @@ class Group:
 
     def __init__(self, members: tuple[Model, ...], routing: str, seed: int | None = None) -> None:
         self.members = members
+        # The picker reads each deployment's native limiter: a FleetLimiter's local one
+        # (fleet_limits.py; its headroom does not see the fleet's allowance).
+        limiters = [getattr(m.limiter, "local", m.limiter) for m in members]
         self.picker = Picker(
-            routing, [m.core for m in members], [m.weight for m in members], seed=seed
+            routing,
+            [m.core for m in members],
+            [m.weight for m in members],
+            limiters if any(x is not None for x in limiters) else None,
+            seed=seed,
         )
 
     def pick(self, avoid: int, exclude: int) -> Model | None:

@@ -56,6 +56,7 @@ class RateLimitedError(AdmissionRejectedError):
     def __init__(self, model: str, retry_after: float, reason: str | None = None) -> None:
         why = reason or f"rate limited; capacity returns in {retry_after:.3f}s"
         super().__init__(model, why, retry_after)
+        self.pending = False  # a fleet allowance being refilled (fleet_limits.py)
 
 
 class NonRetryableError(LLMError):

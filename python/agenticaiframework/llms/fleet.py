@@ -31,6 +31,9 @@ cache computes). Keys that one script touches together share a Redis Cluster has
     {ns}:l:{<hex>}    a single-flight lease (SET NX PX; its value is the leader's token)
     {ns}:b:{<model>}  a breaker: hash {f: consecutive failures, u: open until (ms, Redis TIME)}
     {ns}:t:{<model>}  its half-open trial leases: ZSET lease id -> expiry (ms, Redis TIME)
+    {ns}:q:{<key>}    a deployment's shared rate limits: hash {r: requests' GCRA TAT,
+                      t: tokens' TAT (us, Redis TIME), c: cooling until (us)}
+    {ns}:qp:{<key>}   who leases from it: ZSET lessee id -> last lease (ms, Redis TIME)
     {ns}:events       pub/sub channel: {"v": 1, "event": "open"|"closed", "model", ...}
 
 Breaker times come from Redis's own ``TIME``, so the hosts' clocks need not agree. A
@@ -83,6 +86,9 @@ fields of the native ``Record``."""
 
 VALUE_PREFIX = b"v1\x00"
 
+# How long a lessee of a shared limit counts as live after its last lease (ms).
+LESSEE_WINDOW_MS = 10_000
+
 # What an outage looks like (as opposed to an answer Redis gave: ResponseError and
 # friends). redis-py's AuthenticationError and BusyLoadingError are ConnectionErrors. A
 # cluster client raises RedisClusterException (not a RedisError) when no node answers or
@@ -112,6 +118,28 @@ class Admission(NamedTuple):
 
 
 ADMITTED = Admission(True, False, 0.0, None)
+
+
+class Lease(NamedTuple):
+    """The answer of :meth:`Fleet.lease`: units granted (requests, tokens), the waits
+    before the least asked could be granted (seconds, 0.0 when granted or not asked),
+    the fleet-wide cool-down left (seconds), and how many lessees leased lately."""
+
+    requests: int
+    tokens: int
+    requests_wait: float
+    tokens_wait: float
+    cooling: float
+    lessees: int
+
+
+class Limit(NamedTuple):
+    """One shared GCRA limit as :meth:`Fleet.lease` takes it: the emission interval
+    (ns: the native limiter's ``ceil(60e9 / per_minute)``) and the burst."""
+
+    interval_ns: int
+    burst: int
+
 
 EVENTS = ("open", "closed", "failing", "clean")
 
@@ -271,6 +299,98 @@ return 0
 """
 
 
+# Microseconds from Redis's clock (exact in a double until the year 2255).
+_NOW_US = """
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
+# The shared rate limits of one deployment (fleet_limits.py): a GCRA per limit, its TAT
+# in us of Redis TIME (a double, written with 3 decimals). KEYS: quota hash, lessees
+# zset. ARGV: for requests then tokens, 5 each: interval (us, may be fractional), burst,
+# want, least, give back; then the lessee's id, the lessee window (ms), the key's TTL
+# (ms, beyond its state's end). Gives back first (the TAT moves back by at most what is
+# still ahead of now: capacity that has refilled is not handed out twice), then grants
+# as many units as the GCRA admits now, up to `want`, when that is at least `least`
+# (else none, and the wait for `least`). Cooling (a provider's 429 anywhere in the
+# fleet): nothing is granted. -> {requests granted, tokens granted, requests' wait (us),
+# tokens' wait (us), cooling left (us), live lessees}.
+LEASE = (
+    _NOW_US
+    + _FIELD
+    + """
+local now = now_us()
+local c = tonumber(field(KEYS[1], 'c', true)) or 0
+local cool = math.max(c - now, 0)
+local horizon = c
+local function one(name, i)
+  local T, burst = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local want, least, back = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  if T <= 0 then return 0, 0 end
+  local tat = tonumber(field(KEYS[1], name, true)) or 0
+  local moved = false
+  if back > 0 and tat > now then
+    tat = tat - math.min(back * T, tat - now)
+    moved = true
+  end
+  local base = math.max(tat, now)
+  local g, wait = 0, 0
+  if want > 0 then
+    if cool > 0 then
+      wait = cool
+    else
+      local fit = math.floor((burst * T - (base - now)) / T + 1e-9)
+      if fit >= least and fit > 0 then
+        g = math.min(want, fit)
+        tat = base + g * T
+        moved = true
+      else
+        wait = math.max(base + least * T - burst * T - now, 1)
+      end
+    end
+  end
+  if moved then redis.call('HSET', KEYS[1], name, string.format('%.3f', tat)) end
+  if tat > horizon then horizon = tat end
+  return g, wait
+end
+local gr, wr = one('r', 1)
+local gt, wt = one('t', 6)
+local ttl = tonumber(ARGV[13])
+if horizon > now then
+  redis.call('PEXPIRE', KEYS[1], math.ceil((horizon - now) / 1000) + ttl)
+end
+if redis.call('TYPE', KEYS[2]).ok ~= 'zset' then redis.call('DEL', KEYS[2]) end
+local ms = math.floor(now / 1000)
+redis.call('ZADD', KEYS[2], ms, ARGV[11])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ms - tonumber(ARGV[12]))
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[12]) + ttl)
+return {gr, gt, math.ceil(wr), math.ceil(wt), math.ceil(cool), redis.call('ZCARD', KEYS[2])}
+"""
+)
+
+# KEYS: quota hash. ARGV: seconds to cool (ms), the key's TTL (ms). The deployment
+# refuses fleet-wide until now + ms (a later end wins). -> the cooling left (us).
+COOL = (
+    _NOW_US
+    + _FIELD
+    + """
+local now = now_us()
+local c = tonumber(field(KEYS[1], 'c', true)) or 0
+local u = now + tonumber(ARGV[1]) * 1000
+if u > c then
+  redis.call('HSET', KEYS[1], 'c', string.format('%.0f', u))
+  c = u
+end
+local left = redis.call('PTTL', KEYS[1])
+local need = math.ceil((c - now) / 1000) + tonumber(ARGV[2])
+if left < need then redis.call('PEXPIRE', KEYS[1], need) end
+return math.ceil(c - now)
+"""
+)
+
+
 class _Script:
     __slots__ = ("sha", "src")
 
@@ -285,6 +405,8 @@ _SUCCESS = _Script(SUCCESS)
 _STATE = _Script(STATE)
 _POLL = _Script(POLL)
 _FINISH = _Script(FINISH)
+_LEASE = _Script(LEASE)
+_COOL = _Script(COOL)
 
 
 # ---------------------------------------------------------------------------- values
@@ -464,6 +586,11 @@ def _as_admission(lease: str) -> Callable[[Any], Admission]:
     return decode
 
 
+def _as_lease(raw: Any) -> Lease:
+    gr, gt, wr, wt, cool, n = (int(x) for x in raw[:6])
+    return Lease(max(gr, 0), max(gt, 0), max(wr, 0) / 1e6, max(wt, 0) / 1e6, max(cool, 0) / 1e6, n)
+
+
 def _as_state(raw: Any) -> dict[str, Any]:
     failures, left, trials = int(raw[0]), int(raw[1]), int(raw[2])
     if left < 0:
@@ -641,6 +768,12 @@ class Fleet:
         tag = _tag(model)
         return f"{self.namespace}:b:{{{tag}}}", f"{self.namespace}:t:{{{tag}}}"
 
+    def _quota_keys(self, key: str) -> tuple[str, str]:
+        if not isinstance(key, str) or not key:
+            raise ValueError("a deployment key must be a non-empty str")
+        tag = _tag(key)
+        return f"{self.namespace}:q:{{{tag}}}", f"{self.namespace}:qp:{{{tag}}}"
+
     # ------------------------------------------------------------------------ plans
 
     def _op_get(self, key: bytes) -> _Op[CacheValue | None]:
@@ -726,6 +859,31 @@ class Fleet:
                 px = _ms(ttl)
         keys = (self._cache_key(key), self._lease_key(key))
         return _Op("finish", _FINISH, (*keys, self._token, data, px), 2, _as_bool, False)
+
+    def _op_lease(
+        self,
+        key: str,
+        limits: tuple[Limit | None, Limit | None],
+        want: tuple[int, int],
+        least: tuple[int, int],
+        back: tuple[int, int],
+        lessee: str,
+    ) -> _Op[Lease | None]:
+        args: list[Any] = list(self._quota_keys(key))
+        for lim, w, lo, b in zip(limits, want, least, back, strict=True):
+            if lim is None:
+                args += [0, 0, 0, 0, 0]
+            else:
+                args += [repr(lim.interval_ns / 1000), lim.burst, max(w, 0), max(lo, 1), max(b, 0)]
+        args += [lessee, LESSEE_WINDOW_MS, self._state_ttl_ms]
+        return _Op("lease", _LEASE, tuple(args), 2, _as_lease, None)
+
+    def _op_cool(self, key: str, seconds: float) -> _Op[float | None]:
+        def decode(raw: Any) -> float:
+            return max(int(raw), 0) / 1e6
+
+        args = (self._quota_keys(key)[0], _ms(seconds), self._state_ttl_ms)
+        return _Op("cool_down", _COOL, args, 1, decode, None)
 
     # ------------------------------------------------------------------------ running
 
@@ -990,6 +1148,29 @@ class Fleet:
     async def abreaker_state(self, model: str) -> dict[str, Any] | None:
         return await self._arun(self._op_state(model))
 
+    # ------------------------------------------------------------------------ rate limits
+
+    def lease(
+        self,
+        key: str,
+        limits: tuple[Limit | None, Limit | None],
+        want: tuple[int, int],
+        least: tuple[int, int] = (1, 1),
+        back: tuple[int, int] = (0, 0),
+        lessee: str = "",
+    ) -> Lease | None:
+        """Units of deployment ``key``'s shared limits (requests, tokens; a None limit is
+        not asked), in one round trip on Redis's clock: ``back`` units are given back
+        first (at most what has not refilled), then up to ``want`` are granted, as many as
+        the limit admits now when that is at least ``least``. ``lessee``: the caller's
+        id, counted in :attr:`Lease.lessees`. None without Redis."""
+        return self._run(self._op_lease(key, limits, want, least, back, lessee or self._token))
+
+    def cool_quota(self, key: str, seconds: float) -> float | None:
+        """Deployment ``key`` grants nothing fleet-wide for ``seconds`` from now (a
+        provider's 429; a later end wins): the cooling left, or None without Redis."""
+        return self._run(self._op_cool(key, seconds))
+
     # ------------------------------------------------------------------------ single-flight
 
     def shared_secret(self) -> bytes | None:
@@ -1107,6 +1288,8 @@ __all__ = [
     "BreakerEvent",
     "CacheValue",
     "Fleet",
+    "Lease",
+    "Limit",
     "decode_value",
     "encode_value",
     "mask_url",

@@ -389,7 +389,14 @@ class LLMManager(ManagerCore):
             if any(d.deployment == label for d in members):
                 raise ValueError(f"model {name!r} has a deployment {label!r} already")
             dep = self._new_model(
-                name, inference_fn, metadata, breaker, classify, retry_on, no_retry_on
+                name,
+                inference_fn,
+                metadata,
+                breaker,
+                classify,
+                retry_on,
+                no_retry_on,
+                key=f"{name}@{label}",
             )
             dep.deployment, dep.key, dep.bit = label, f"{name}@{label}", 1 << len(members)
             dep.serial = model.serial  # the model's answers, the model's cache entries
@@ -412,7 +419,9 @@ class LLMManager(ManagerCore):
         classify: Classifier | None,
         retry_on: tuple[type[BaseException], ...],
         no_retry_on: tuple[type[BaseException], ...],
+        key: str | None = None,
     ) -> Model:
+        """A new model (``key``: its deployment key, when it is not the first)."""
         if not isinstance(name, str):
             raise TypeError(f"model name must be a str, not {type(name).__name__}")
         if not name:
@@ -445,6 +454,12 @@ class LLMManager(ManagerCore):
             self.sync_workers,
         )
         model.limiter = limiter_of(meta, native_clock(self._clock))
+        if model.limiter is not None and self._fleet is not None:
+            # The provider's quota is per API key, not per process: shared by the fleet
+            # (fleet_limits.py), over the native limiter (which the picker reads).
+            from .fleet_limits import FleetLimiter
+
+            model.limiter = FleetLimiter(model.limiter, self._fleet, key or name)
         model.gates, model.observers = self._gates, self._observers
         model.set_watchers(self._watchers_of(model))
         return model

@@ -25,6 +25,11 @@ When every model of the route was refused by its limits, the request fails fast 
 route again, as long as the wait fits in ``s`` seconds since the request began.
 
 A model with a limit is watched (``Model.watch``): its first try goes through the walk.
+
+With a fleet (``LLMManager(redis=...)``) a limited model's limiter is a
+:class:`~.fleet_limits.FleetLimiter` instead, with the same face (``reserve``,
+``settle``, ``release``, ``cool_down``, ``retry_after``, ``tpm``): the limit is then the
+fleet's, and this file does not tell them apart.
 """
 
 from __future__ import annotations
@@ -73,7 +78,9 @@ def admit(model: Model, prompt: str, kwargs: dict[str, Any]) -> Reservation | Ra
     r = lim.reserve(estimate(prompt, kwargs) if lim.tpm is not None else 0)
     if r.admitted:
         return r
-    return RateLimitedError(model.name, r.retry_after)
+    err = RateLimitedError(model.name, r.retry_after)
+    err.pending = getattr(r, "pending", False)
+    return err
 
 
 def ended(
@@ -99,6 +106,16 @@ def ended(
         if wait is None or not (0 <= wait < math.inf):
             wait = DEFAULT_COOL_DOWN
         lim.cool_down(min(wait, 1e9))
+
+
+# How long a request may wait, without max_queue_wait, when every refusal is a fleet
+# allowance being refilled (fleet_limits.py): the shared limit may well have room.
+PENDING_WAIT = 0.1
+
+
+def pending(errors: Iterable[tuple[str, BaseException]]) -> bool:
+    """Whether every refusal is an allowance being refilled, not the limit itself."""
+    return all(getattr(e, "pending", False) for _, e in errors)
 
 
 def capacity_returns(errors: Iterable[tuple[str, BaseException]]) -> float | None:

@@ -350,8 +350,12 @@ class Walk:
         every model was refused by its rate limits and the manager's ``max_queue_wait``
         leaves room for that wait; else None (``exhausted()`` follows)."""
         m = self.m
+        if self.expired:
+            return None
         budget = m.max_queue_wait
-        if not budget or self.expired:
+        if not budget and self.errors and ratelimit.pending(self.errors):
+            budget = ratelimit.PENDING_WAIT
+        if not budget:
             return None
         wait = ratelimit.capacity_returns(self.errors)
         if wait is None or wait >= self.left():
