@@ -362,18 +362,13 @@ unsafe fn generate_call<'py>(
                 Some(d)
             };
             let key = key.map(|k| key_to_py(py, k));
-            let deadline = deadline.map_or_else(|| py.None(), |d| d.unbind());
-            slf.call_method1(
-                intern!(py, "_generate_slow"),
-                (
-                    prompt,
-                    use_cache,
-                    kwargs,
-                    key,
-                    plan_of(py, &route),
-                    deadline,
-                ),
-            )
+            let plan = plan_of(py, &route);
+            let slow = intern!(py, "_generate_slow");
+            match deadline {
+                // Without one, the call the first try has always made (one argument less).
+                None => slf.call_method1(slow, (prompt, use_cache, kwargs, key, plan)),
+                Some(d) => slf.call_method1(slow, (prompt, use_cache, kwargs, key, plan, d)),
+            }
         }
     }
 }

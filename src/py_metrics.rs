@@ -240,13 +240,14 @@ impl ModelStats {
     pub fn success(&self, ns: u64, prompt_tokens: u64, completion_tokens: u64) {
         self.latency.record(ns);
         let old = self.ewma_ns.load(Ordering::Relaxed);
+        // old * 7/8 + ns/8 in shifts (latencies are below 2^42 ns: no overflow); at least
+        // 1, since 0 means "no sample yet".
         let new = if old == 0 {
-            ns.max(1)
+            ns
         } else {
-            // old + (ns - old) / 8, in signed arithmetic that cannot overflow.
-            (old as i128 + (ns as i128 - old as i128) / 8).max(1) as u64
+            old - (old >> 3) + (ns >> 3)
         };
-        self.ewma_ns.store(new, Ordering::Relaxed);
+        self.ewma_ns.store(new.max(1), Ordering::Relaxed);
         self.c.finish(c::PROMPT_TOKENS, prompt_tokens);
         self.c.finish(c::COMPLETION_TOKENS, completion_tokens);
         self.c

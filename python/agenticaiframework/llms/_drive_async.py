@@ -72,13 +72,12 @@ async def agenerate(  # sync-only: def generate_slow(
     if hit:  # async-only
         text: str = value.text  # async-only
         return text  # async-only
-    if deadline is None:
-        deadline = self.default_deadline
-    # sync-only: timeout = None
     slow = timeout is not None or deadline is not None  # async-only
     # sync-only: if plan is None or deadline is not None or not plan[0].inline_sync:
     if plan is None or slow or not plan[0].inline_async:  # async-only
-        return (await complete(self, prompt, kwargs, value, plan, timeout, deadline))[0].text
+        # sync-only: return complete(self, prompt, kwargs, value, plan, None, deadline)[0].text
+        done = await complete(self, prompt, kwargs, value, plan, timeout, deadline)  # async-only
+        return done[0].text  # async-only
     kw = kwargs  # sync-only: kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first
@@ -160,8 +159,6 @@ async def agenerate_response(  # sync-only: def generate_response(
     hit, value, plan = self._enter(prompt, use_cache, kwargs)
     if hit:
         return result_of(value, True, 0, perf_counter() - t0, ())
-    if deadline is None:
-        deadline = self.default_deadline
     record, attempts, errors = await complete(self, prompt, kwargs, value, plan, timeout, deadline)
     return result_of(record, False, attempts, perf_counter() - t0, errors)
 
@@ -396,8 +393,6 @@ async def astream_route(  # sync-only: def stream_route(
                 answered_by("l2", record)
             yield record.text
             return
-    if deadline is None:
-        deadline = m.default_deadline
     dl = None if deadline is None else (deadline, m._clock() + deadline)
     ends = None if stream_deadline is None else m._clock() + stream_deadline
     walk = m._Walk(m, plan, kwargs, -1, prompt, dl)

@@ -49,11 +49,8 @@ def generate_slow(
     deadline: float | None = None,
 ) -> str:
     """generate() after its cache miss."""
-    if deadline is None:
-        deadline = self.default_deadline
-    timeout = None
     if plan is None or deadline is not None or not plan[0].inline_sync:
-        return (complete(self, prompt, kwargs, value, plan, timeout, deadline))[0].text
+        return complete(self, prompt, kwargs, value, plan, None, deadline)[0].text
     kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first
@@ -130,8 +127,6 @@ def generate_response(
     hit, value, plan = self._enter(prompt, use_cache, kwargs)
     if hit:
         return result_of(value, True, 0, perf_counter() - t0, ())
-    if deadline is None:
-        deadline = self.default_deadline
     record, attempts, errors = complete(self, prompt, kwargs, value, plan, timeout, deadline)
     return result_of(record, False, attempts, perf_counter() - t0, errors)
 
@@ -365,8 +360,6 @@ def stream_route(
                 answered_by("l2", record)
             yield record.text
             return
-    if deadline is None:
-        deadline = m.default_deadline
     dl = None if deadline is None else (deadline, m._clock() + deadline)
     ends = None if stream_deadline is None else m._clock() + stream_deadline
     walk = m._Walk(m, plan, kwargs, -1, prompt, dl)

@@ -469,26 +469,39 @@ def observed_methods(m: LLMManager, hub: Hub) -> dict[str, Callable[..., Any]]:
     """The request methods of a manager with subscribers: each runs the manager's own
     method inside a :class:`Trace` and tells how it started and ended."""
     cls = type(m)
+    default = m._settings.default_deadline  # what the plain methods' partials carried
 
     def generate(prompt: Any, use_cache: Any = True, **kwargs: Any) -> str:
+        if default is not None:
+            kwargs.setdefault("deadline", default)
         text: str = traced(m, hub, "generate", cls.generate, prompt, use_cache, kwargs)
         return text
 
     def generate_response(prompt: Any, use_cache: Any = True, **kwargs: Any) -> Any:
+        if default is not None:
+            kwargs.setdefault("deadline", default)
         return traced(m, hub, "generate", cls.generate_response, prompt, use_cache, kwargs)
 
     async def agenerate(prompt: Any, use_cache: Any = True, **kwargs: Any) -> str:
+        if default is not None:
+            kwargs.setdefault("deadline", default)
         text: str = await atraced(m, hub, "agenerate", cls.agenerate, prompt, use_cache, kwargs)
         return text
 
     async def agenerate_response(prompt: Any, use_cache: Any = True, **kwargs: Any) -> Any:
+        if default is not None:
+            kwargs.setdefault("deadline", default)
         return await atraced(m, hub, "agenerate", cls.agenerate_response, prompt, use_cache, kwargs)
 
     def stream(prompt: Any, use_cache: Any = True, **kwargs: Any) -> Iterator[str]:
+        if default is not None:
+            kwargs.setdefault("deadline", default)
         inner = cls.stream(m, prompt, use_cache, **kwargs)  # checks the prompt now
         return traced_stream(m, hub, inner, prompt, kwargs)
 
     def astream(prompt: Any, use_cache: Any = True, **kwargs: Any) -> AsyncIterator[str]:
+        if default is not None:
+            kwargs.setdefault("deadline", default)
         inner = cls.astream(m, prompt, use_cache, **kwargs)
         return atraced_stream(m, hub, inner, prompt, kwargs)
 

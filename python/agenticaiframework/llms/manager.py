@@ -16,6 +16,7 @@ How a request flows (docs/architecture.md has the diagram and the counting table
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
@@ -112,15 +113,22 @@ class _Settings:
     """The manager's settings that no request path reads per attempt."""
 
     __slots__ = (
+        "default_deadline",
         "failure_threshold",
         "fleet_lease",
         "fleet_wait",
         "half_open_max_calls",
         "max_queue_wait",
+        "policy",
         "recovery_timeout",
+        "route_names",
         "routing",
         "sync_workers",
     )
+
+    default_deadline: float | None
+    policy: Callable[[BaseException], bool]
+    route_names: tuple[str, ...]
 
     failure_threshold: int
     fleet_lease: float
@@ -185,7 +193,7 @@ class LLMManager(ManagerCore):
         # attributes loses CPython's shared-key dict, and every ``self.x`` read on the
         # request path gets slower (seen as +3-5% instructions on the walk's paths).
         self._settings = conf = _Settings()
-        self._policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
+        conf.policy = make_policy(classify, retry_on, no_retry_on, default_retryable)
         if routing not in ROUTINGS:
             raise ValueError(f"routing must be one of {', '.join(ROUTINGS)}; not {routing!r}")
         conf.routing = routing
@@ -194,7 +202,7 @@ class LLMManager(ManagerCore):
         conf.max_queue_wait = check_seconds("max_queue_wait", max_queue_wait)
         # Every request's time budget unless it gives its own (``deadline=``): retries,
         # waits and fallbacks all spend from it (walk.py).
-        self.default_deadline = (
+        conf.default_deadline = (
             None if default_deadline is None else check_deadline(default_deadline)
         )
         if not isinstance(allow_empty, bool):
@@ -307,6 +315,8 @@ class LLMManager(ManagerCore):
         self._chain: tuple[str, ...] = ()
         self._publish()
         _fork.register(self)
+        if conf.default_deadline is not None:
+            self._bind_deadline()
 
     def _after_fork(self) -> None:
         """In a forked child (see ``_fork``): a fresh configuration lock (the registry
@@ -432,7 +442,7 @@ class LLMManager(ManagerCore):
             raise TypeError(f"metadata must be a mapping, not {type(metadata).__name__}")
         if breaker is not None and not isinstance(breaker, CircuitBreaker):
             raise TypeError("breaker must be a CircuitBreaker")
-        policy = make_policy(classify, retry_on, no_retry_on, self._policy)
+        policy = make_policy(classify, retry_on, no_retry_on, self._settings.policy)
         meta = dict(metadata or {})
         _secrets.remember_from(meta)
         if breaker is None:
@@ -511,7 +521,7 @@ class LLMManager(ManagerCore):
             if n not in order:
                 order.append(n)
         plan = tuple(self._models[n] for n in order)
-        self._route_names = tuple(order)  # what an event says the route is (events.py)
+        self._settings.route_names = tuple(order)  # what an event says the route is
         if plan:
             self._set_route(tuple((m.name, m.serial) for m in plan), plan)
         else:
@@ -551,6 +561,10 @@ class LLMManager(ManagerCore):
     half_open_max_calls: int = _setting("half_open_max_calls", "Trials a half-open breaker admits.")
     fleet_wait: float = _setting("fleet_wait", "Seconds a fleet follower waits for its leader.")
     fleet_lease: float = _setting("fleet_lease", "Seconds a fleet leader's lease lasts.")
+    default_deadline: float | None = _setting(
+        "default_deadline", "The deadline of a request that gives none (seconds)."
+    )
+    _route_names: tuple[str, ...] = _setting("route_names", "The route's model names.")
 
     # The walk the drivers run past the first try: an events.ObservedWalk on this
     # instance while it has subscribers.
@@ -646,6 +660,14 @@ class LLMManager(ManagerCore):
             hub.callbacks = (*hub.callbacks, callback)
         return Subscription(self, callback)
 
+    def _bind_deadline(self) -> None:
+        """With ``default_deadline``, the request methods of this instance carry it (a
+        request's own ``deadline=`` still wins): the class's methods, and so every
+        manager without one, pay nothing for it."""
+        cls, d = type(self), self._settings.default_deadline
+        for name in OBSERVED:
+            self.__dict__[name] = functools.partial(getattr(cls, name), self, deadline=d)
+
     def _unsubscribe(self, callback: Callback) -> None:
         with self._config_lock:
             hub = self._hub
@@ -664,6 +686,8 @@ class LLMManager(ManagerCore):
                 self.__dict__.pop(name, None)
             self.__dict__.pop("_Walk", None)
             self.__dict__.pop("_hub", None)
+            if self._settings.default_deadline is not None:
+                self._bind_deadline()
             for m in self._models.values():
                 m.watch(False)
 
