@@ -34,7 +34,7 @@ from ._validate import (
 )
 from .cache import Tiers
 from .circuit_breaker import CircuitBreaker, native_clock
-from .classify import Classifier, default_retryable, make_policy
+from .classify import Classifier, default_retryable, make_policy, remember_code
 from .deployments import ROUTINGS, Group
 from .errors import LLMError, NoModelConfiguredError, UnknownModelError
 from .events import (
@@ -375,6 +375,7 @@ class LLMManager(ManagerCore):
         if breaker is not None and not isinstance(breaker, CircuitBreaker):
             raise TypeError("breaker must be a CircuitBreaker")
         policy = make_policy(classify, retry_on, no_retry_on, self._policy)
+        remember_code(inference_fn)
         meta = dict(metadata or {})
         _secrets.remember_from(meta)
         if breaker is None:
@@ -425,10 +426,31 @@ class LLMManager(ManagerCore):
             self._active = name
             self._publish()
 
-    def set_fallback_chain(self, model_names: Iterable[str]) -> None:
-        """Models tried, in order, after the active one (duplicates are skipped)."""
-        if isinstance(model_names, (str, bytes)) or not isinstance(model_names, Iterable):
-            raise TypeError("model_names must be a list of model names")
+    def set_fallback_chain(self, model_names: list[str] | tuple[str, ...]) -> None:
+        """Sets the models tried, in order, after the active one (duplicates are skipped;
+        the active model may be listed too). Replaces the previous chain; ``[]`` clears it.
+
+        Raises ``TypeError`` for a bare str (a str is not a list of names: write
+        ``["primary"]``) or a name that is not a str, and :class:`UnknownModelError` for
+        a name never registered (the chain is then left as it was).
+
+        >>> m = LLMManager()
+        >>> m.register_model("a", lambda prompt, kwargs: "A")
+        >>> m.register_model("b", lambda prompt, kwargs: "B")
+        >>> m.set_fallback_chain(["a", "b"])
+        >>> m.fallback_chain
+        ['a', 'b']
+        """
+        if isinstance(model_names, (str, bytes)):
+            raise TypeError(
+                f"set_fallback_chain(model_names) takes a list of names, not a bare "
+                f"{type(model_names).__name__}: write [{model_names!r}]"
+            )
+        if not isinstance(model_names, Iterable):
+            raise TypeError(
+                f"set_fallback_chain(model_names) takes a list of names, not "
+                f"{type(model_names).__name__}"
+            )
         names = tuple(model_names)
         for n in names:
             if not isinstance(n, str):
@@ -515,9 +537,19 @@ class LLMManager(ManagerCore):
 
     def _no_route(self) -> NoReturn:
         self._mstats.record_failure()
-        raise NoModelConfiguredError(
-            "no model configured: call set_active_model() or set_fallback_chain()"
-        )
+        names = list(self._models)
+        if not names:
+            why = (
+                "no model registered: call register_model(name, fn) first, then "
+                "set_active_model(name)"
+            )
+        else:
+            listed = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+            why = (
+                f"no active model or fallback chain: registered {listed}; call "
+                f"set_active_model({names[0]!r}) or set_fallback_chain([...])"
+            )
+        raise NoModelConfiguredError(why)
 
     def stream(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> Iterator[str]:
         """Yields the answer in text chunks as the model produces them.
