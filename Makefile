@@ -3,24 +3,41 @@ PY ?= python3
 VENV := $(abspath .venv)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.dev-deps
+BUILD_STAMP := $(VENV)/.build-deps
+# pip (run by maturin) would otherwise print an "Ignoring ...: markers 'extra == ...'" line
+# per optional dependency.
+MATURIN := PIP_QUIET=1 VIRTUAL_ENV=$(VENV) $(BIN)/maturin
 
-.PHONY: demo demo-fleet test build lint unasync stubtest wheel-check rust-test rust-loom py-test fmt clean bench-compare \
-	bench-fleet-compare bench-quota-compare redis-server
+.PHONY: demo demo-fleet test build develop wheel lint unasync stubtest wheel-check rust-test rust-loom \
+	py-test fmt clean bench-compare bench-fleet-compare bench-quota-compare redis-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-$(STAMP): requirements-dev.txt | $(BIN)/python
+# What building alone needs (the demo): maturin, nothing of the development set.
+$(BUILD_STAMP): | $(BIN)/python
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$$(grep '^maturin' requirements-dev.txt)"
+	touch $(BUILD_STAMP)
+
+$(STAMP): requirements-dev.txt | $(BUILD_STAMP)
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $(STAMP)
 
 # Release build: the figures people see come from the same optimisation level.
-build: $(STAMP)
-	VIRTUAL_ENV=$(VENV) $(BIN)/maturin develop --release -q
+develop: $(BUILD_STAMP)
+	$(MATURIN) develop --release -q
 
-demo: build
+build: $(STAMP)
+	$(MAKE) --no-print-directory develop
+
+demo: develop
 	$(BIN)/python -m agenticaiframework.llms demo
+
+# The wheel a user installs (pip install target/wheels/agenticaiframework-*.whl).
+wheel: $(BUILD_STAMP)
+	$(MATURIN) build --release -q --out target/wheels
+	@ls -1 target/wheels/*.whl
 
 # The fleet demo: 4 worker processes sharing through a local redis-server.
 demo-fleet: build redis-server
@@ -76,8 +93,9 @@ redis-server:
 
 py-test: build redis-server
 	$(BIN)/python -m pytest tests -q -p no:cacheprovider
-	$(BIN)/python -m pytest benches -q -p no:cacheprovider \
-		--benchmark-min-rounds=3 --benchmark-max-time=0.005 --benchmark-warmup=off
+	# Quick mode: each benchmark runs once, so the suites never rot (no timing table; the
+	# figures come from benches/compare/ and the standalone scripts).
+	$(BIN)/python -m pytest benches -q -p no:cacheprovider --benchmark-disable
 
 # The stubs must match what the extension really exports.
 stubtest: build
@@ -86,12 +104,14 @@ stubtest: build
 # The wheel a user installs: built fresh, installed into an empty venv, imported.
 wheel-check: $(STAMP)
 	rm -rf target/wheels target/wheel-venv
-	VIRTUAL_ENV=$(VENV) $(BIN)/maturin build --release -q --out target/wheels
+	$(MATURIN) build --release -q --out target/wheels
 	$(PY) -m venv target/wheel-venv
 	target/wheel-venv/bin/pip install -q target/wheels/*.whl
 	cd /tmp && $(abspath target/wheel-venv)/bin/python -c "import agenticaiframework._native as n, agenticaiframework.llms as l, importlib.resources as r; assert r.files('agenticaiframework').joinpath('py.typed').is_file() and r.files('agenticaiframework').joinpath('_native.pyi').is_file(); print('wheel ok:', n.__file__)"
 
 test: redis-server rust-test rust-loom lint stubtest py-test wheel-check
+	@echo "make test: every step passed (cargo test, loom, clippy, fmt, ruff, mypy --strict," \
+		"stubtest, pytest, benches in quick mode, the wheel installed and imported)"
 
 fmt: $(STAMP)
 	cargo fmt

@@ -212,9 +212,27 @@ fn plan_of(py: Python<'_>, route: &Route) -> Py<PyAny> {
         .map_or_else(|| py.None(), |p| p.clone_ref(py))
 }
 
+// What `help(LLMManager.generate)` shows: written for the user. (Inside: a cache hit is
+// answered here; the rest goes to the subclass's `_generate_slow`.)
 const GENERATE_DOC: &std::ffi::CStr = c"generate($self, prompt, use_cache=True, **kwargs)\n--\n\n\
-Generates text for `prompt`: a cache hit is answered here; the rest goes to \
-`_generate_slow(prompt, use_cache, kwargs, key, plan, deadline)`.";
+Generates text for `prompt` (a str) and returns it (a str).\n\n\
+Tries the active model, then the fallback chain: up to max_retries attempts per model \
+with exponential backoff, skipping a model whose circuit breaker is open. Answers are \
+cached by (route, prompt, kwargs); use_cache=False neither reads nor writes the cache. \
+Every other keyword argument (temperature=0.2, max_tokens=...) goes to the model, in the \
+kwargs dict its inference function receives, except deadline= (seconds: the whole \
+request's time budget, see the README's deadline section).\n\n\
+Raises:\n\
+  NoModelConfiguredError: no active model and no fallback chain.\n\
+  AllModelsFailedError: every model failed or was skipped; .errors lists each \
+(model, exception) in order (QuotaExhaustedError when rate limits refused every model).\n\
+  DeadlineExceededError: the deadline passed first (a TimeoutError too).\n\
+  TypeError: prompt is not a str.\n\n\
+Example:\n\
+  >>> llm.register_model('echo', lambda prompt, kwargs: prompt.upper())\n\
+  >>> llm.set_active_model('echo')\n\
+  >>> llm.generate('hi', temperature=0.2)\n\
+  'HI'";
 
 /// Installs `ManagerCore.generate` as a METH_FASTCALL | METH_KEYWORDS method. PyO3 gives a
 /// `**kwargs` method the tuple-and-dict convention, which builds two dicts per call; read

@@ -11,7 +11,12 @@ import pytest
 
 from agenticaiframework.llms.__main__ import main
 
-EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.py"))
+# The server example serves until stopped: tests/test_server_example.py runs it under uvicorn.
+EXAMPLES = sorted(
+    p
+    for p in (Path(__file__).parent.parent / "examples").glob("*.py")
+    if p.stem != "fastapi_server"
+)
 
 
 def test_every_seed_section_has_an_example() -> None:
@@ -59,6 +64,65 @@ def test_demo_runs_and_reports(mode: list[str]) -> None:
     code = main(["demo", "--requests", "300", "--time-scale", "0.01", *mode], out=out)
     text = out.getvalue()
     assert code == 0
-    assert "[  300/300]" in text
+    assert "[300/300]" in text
     for needle in ("Metrics", "total_requests       300", "gpt-4", "claude-opus", "local-llama"):
         assert needle in text
+
+
+@pytest.mark.parametrize("mode", [[], ["--async"]], ids=["sync", "async"])
+def test_demo_fits_80_columns_when_piped(mode: list[str]) -> None:
+    out = io.StringIO()
+    assert main(["demo", "--requests", "300", "--time-scale", "0.01", *mode], out=out) == 0
+    text = out.getvalue()
+    assert "\r" not in text  # piped: plain lines, one per step
+    widths = [len(line) for line in text.splitlines()]
+    assert max(widths) <= 80, [line for line in text.splitlines() if len(line) > 80]
+    assert "route: gpt-4 → claude-opus → local-llama" in text
+    assert "['" not in text  # no list reprs
+    assert "coalesced" in text
+
+
+def test_demo_redraws_progress_in_place_on_a_terminal() -> None:
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    assert main(["demo", "--requests", "100", "--time-scale", "0.01"], out=out) == 0
+    text = out.getvalue()
+    progress = [line for line in text.split("\n") if "[" in line and "/100]" in line]
+    assert len(progress) == 1 and progress[0].count("\r") == 10  # ten redraws, one line
+    assert all(len(part) <= 80 for part in progress[0].split("\r"))
+
+
+def test_async_demo_spans_its_outage() -> None:
+    import time
+
+    out = io.StringIO()
+    t0 = time.perf_counter()
+    main(["demo", "--async", "--requests", "200", "--time-scale", "0.25"], out=out)
+    # Arrivals are spread over the scenario's 2 s x 0.25: the outage (0.1-0.35 s) is inside.
+    assert time.perf_counter() - t0 >= 0.5 * 0.99
+
+
+def test_bare_invocation_prints_usage_and_help_has_defaults() -> None:
+    out = io.StringIO()
+    assert main([], out=out) == 0
+    assert "usage: python -m agenticaiframework.llms" in out.getvalue()
+    proc = subprocess.run(
+        [sys.executable, "-m", "agenticaiframework.llms", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0
+    for needle in ("--seed SEED", "(default: 7)", "--concurrency", "(default: 50)", "--async"):
+        assert needle in proc.stdout, proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "agenticaiframework.llms"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "usage:" in proc.stdout and not proc.stderr

@@ -188,6 +188,8 @@ def test_an_outage_one_process_finds_is_skipped_by_the_others(redis_srv: RedisSe
         return m
 
     a, b = make(), make()
+    # Both listen before the opening is published (one who had not: tested below).
+    assert _until(lambda: all(m._gates[0].listening for m in (a, b)))
     for i in range(2):
         assert a.generate(f"a{i}") == "backup"
     b.generate("b0")  # B's first: its failure is the fleet's third -> opens fleet-wide

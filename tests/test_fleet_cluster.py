@@ -329,6 +329,8 @@ def test_an_outage_one_manager_finds_is_skipped_by_the_other(
         return m
 
     a, b = make(), make()
+    # Both listen before the opening is published (one who had not: tested below).
+    assert _until(lambda: all(m._gates[0].listening for m in (a, b)))
     for i in range(2):
         assert a.generate(f"a{i}") == "backup"
     assert a.get_model_info("dead")["circuit_breaker_state"] == "closed"  # 2 < 3 locally

@@ -6,7 +6,7 @@
 
 from .agent import Agent
 
-__version__ = "0.1.0"
+__version__ = "4.0.0a1"
 __all__ = ["Agent", "__version__"]
 
 import logging as _logging

@@ -155,26 +155,56 @@ def prompts(n: int, seed: int) -> list[str]:
     return out
 
 
+WIDTH = 80  # every line the demo prints fits a default terminal
+
+
+def arrow(out: TextIO) -> str:
+    """`` → `` where the output can encode it, else `` -> ``."""
+    try:
+        "→".encode(getattr(out, "encoding", None) or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        return " -> "
+    return " → "
+
+
 def _states(llm: LLMManager) -> str:
-    return " ".join(
-        f"{name}={llm.get_model_info(name)['circuit_breaker_state']}" for name in llm.list_models()
-    )
+    """The breakers that are not closed (the ones an operator looks for)."""
+    states = llm.get_metrics()["breaker_states"]
+    odd = [f"{name} {state}" for name, state in states.items() if state != "closed"]
+    return ", ".join(odd) if odd else "all closed"
 
 
 def _progress(llm: LLMManager, done: int, total: int, out: TextIO) -> None:
+    """One progress line: redrawn in place on a terminal, one line per step when piped."""
     m = llm.get_metrics()
-    print(
-        f"  [{done:5d}/{total}] ok={m['successful_requests']:5d} "
-        f"failed={m['failed_requests']:3d} hits={m['cache_hits']:5d} "
-        f"retries={m['total_retries']:4d} fallbacks={m['fallbacks']:4d} | {_states(llm)}",
-        file=out,
-        flush=True,
+    w = len(str(total))
+    line = (
+        f"  [{done:{w}d}/{total}] ok {m['successful_requests']:<{w}d} "
+        f"fail {m['failed_requests']:<2d} hit {m['cache_hits']:<{w}d} "
+        f"retry {m['total_retries']:<3d} fallback {m['fallbacks']:<3d} | {_states(llm)}"
     )
+    line = line if len(line) <= WIDTH - 1 else line[: WIDTH - 4] + "..."
+    if _is_tty(out):
+        end = "\n" if done == total else ""
+        print(f"\r{line:<{WIDTH - 1}}", end=end, file=out, flush=True)
+    else:
+        print(line, file=out, flush=True)
+
+
+def _is_tty(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def report(llm: LLMManager, elapsed: float, out: TextIO) -> None:
     m = llm.get_metrics()
     print("\nMetrics", file=out)
+    notes = {
+        "cache_misses": f"(coalesced: {m['coalesced_requests']} twins waited on one call)",
+        "fallbacks": "(moves to the next model of the route)",
+    }
     for key in (
         "total_requests",
         "successful_requests",
@@ -185,26 +215,33 @@ def report(llm: LLMManager, elapsed: float, out: TextIO) -> None:
         "fallbacks",
         "total_tokens",
     ):
-        print(f"  {key:<20} {m[key]}", file=out)
+        print(f"  {key:<20} {m[key]:<6} {notes.get(key, '')}".rstrip(), file=out)
+    print(f"  {'total_cost':<20} ${m['total_cost']:.4f}", file=out)
     print(f"  {'success_rate':<20} {m['success_rate']:.2%}", file=out)
     print(f"  {'cache_hit_rate':<20} {m['cache_hit_rate']:.2%}", file=out)
     print(f"  {'wall time':<20} {elapsed:.2f}s", file=out)
-    print("\nModels", file=out)
+    print(
+        "  cache_misses can exceed the distinct prompts: a prompt's twins that arrived\n"
+        "  while its one upstream call was in flight each count a miss (coalesced).",
+        file=out,
+    )
+    print("\nModels (latency per attempt)", file=out)
     header = (
-        f"  {'model':<12} {'breaker':<9} {'calls':>6} {'ok':>6} {'fail':>5} "
-        f"{'skipped':>7} {'p50 ms':>7} {'p99 ms':>7} {'tokens':>7} {'cost $':>8}"
+        f"  {'model':<11} {'breaker':<9} {'calls':>5} {'ok':>5} {'fail':>4} "
+        f"{'skip':>4} {'p50 ms':>6} {'p99 ms':>6} {'tokens':>6} {'cost $':>7}"
     )
     print(header, file=out)
     for name in llm.list_models():
         info = llm.get_model_info(name)
         s = info["stats"]
         print(
-            f"  {name:<12} {info['circuit_breaker_state']:<9} {s['requests']:>6} "
-            f"{s['successes']:>6} {s['failures']:>5} {s['short_circuits']:>7} "
-            f"{s['p50_latency'] * 1e3:>7.2f} {s['p99_latency'] * 1e3:>7.2f} "
-            f"{s['tokens']:>7} {s.get('cost', 0.0):>8.4f}",
+            f"  {name[:11]:<11} {info['circuit_breaker_state']:<9} {s['requests']:>5} "
+            f"{s['successes']:>5} {s['failures']:>4} {s['short_circuits']:>4} "
+            f"{s['p50_latency'] * 1e3:>6.2f} {s['p99_latency'] * 1e3:>6.2f} "
+            f"{s['tokens']:>6} {s.get('cost', 0.0):>7.4f}",
             file=out,
         )
+    print("  skip: attempts refused by an open breaker (no call made)", file=out)
     _deployments(llm, out)
 
 
@@ -251,9 +288,16 @@ def run_sync(llm: LLMManager, stream: Sequence[str], out: TextIO) -> None:
             _progress(llm, i, len(stream), out)
 
 
-async def run_async(llm: LLMManager, stream: Sequence[str], out: TextIO, width: int) -> None:
+async def run_async(
+    llm: LLMManager, stream: Sequence[str], out: TextIO, width: int, duration: float = 0.0
+) -> None:
+    """Requests arrive as at a server: evenly over ``duration`` seconds (so the run spans
+    the scenario, outage included), at most ``width`` in flight."""
     step = max(1, len(stream) // 10)
     done = 0
+    room = asyncio.Semaphore(width)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
 
     async def one(prompt: str) -> None:
         nonlocal done
@@ -261,22 +305,54 @@ async def run_async(llm: LLMManager, stream: Sequence[str], out: TextIO, width: 
             await llm.agenerate(prompt, temperature=0.2)
         except LLMError:
             pass
+        finally:
+            room.release()
         done += 1
         if done % step == 0 or done == len(stream):
             _progress(llm, done, len(stream), out)
 
-    for start in range(0, len(stream), width):
-        await asyncio.gather(*(one(p) for p in stream[start : start + width]))
+    tasks = []
+    for i, prompt in enumerate(stream):
+        delay = t0 + duration * i / len(stream) - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await room.acquire()
+        tasks.append(asyncio.create_task(one(prompt)))
+    await asyncio.gather(*tasks)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agenticaiframework.llms")
-    sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run simulated models behind a fallback chain")
-    demo.add_argument("--requests", type=int, default=None, help="1500 (20 with --openai)")
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--async", dest="use_async", action="store_true")
-    demo.add_argument("--concurrency", type=int, default=50)
+    parser = argparse.ArgumentParser(
+        prog="python -m agenticaiframework.llms",
+        description="agenticaiframework's LLM layer: a demo of retries, breakers, fallback "
+        "and the cache, on simulated providers (no API key, no network).",
+        epilog="example: python -m agenticaiframework.llms demo --async",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="run simulated models behind a fallback chain",
+        description="Simulated providers (gpt-4 with an outage, claude-opus, local-llama) "
+        "behind one manager: progress, then the metrics and each model's figures.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="prompts to send (default: 1500; 20 with --openai)",
+    )
+    demo.add_argument("--seed", type=int, default=7, help="seed of the prompts and the failures")
+    demo.add_argument(
+        "--async",
+        dest="use_async",
+        action="store_true",
+        help="agenerate() on asyncio: requests arrive over the scenario's 2 s "
+        "(times --time-scale), --concurrency at most in flight",
+    )
+    demo.add_argument(
+        "--concurrency", type=int, default=50, help="with --async: requests in flight at most"
+    )
     demo.add_argument(
         "--time-scale", type=float, default=1.0, help="scale every latency and timeout"
     )
@@ -309,6 +385,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         help="with --prometheus: keep serving this long after the run",
     )
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(out)
+        return 0
     if args.prometheus is not None and (args.fleet or not 0 <= args.prometheus <= 65535):
         parser.error("--prometheus PORT takes a port in 0..65535, without --fleet")
     if args.hold < 0 or (args.hold and args.prometheus is None):
@@ -317,6 +396,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         args.requests = 20 if args.openai else 1500
     if args.requests < 1:
         parser.error("--requests must be >= 1")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be >= 1")
 
     if args.fleet:
         if args.fleet < 1 or args.openai or args.use_async:
@@ -331,21 +412,26 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
             args.redis,
             out,
         )
+    scale = args.time_scale
     if args.openai:
-        llm = build_openai_manager(args.seed, args.use_async, args.time_scale)
-        route = [llm.active_model, *llm.fallback_chain]
-        about = f"route {route[0]} -> {route[1:]} (a real endpoint, then a simulated one)"
+        llm = build_openai_manager(args.seed, args.use_async, scale)
+        about = "a real endpoint, then a simulated one"
     else:
-        llm = build_manager(args.seed, args.time_scale)
-        about = (
-            f"route {llm.active_model} -> {llm.fallback_chain[1:]}; gpt-4 has an outage "
-            f"from {0.4 * args.time_scale:.1f}s to {1.4 * args.time_scale:.1f}s"
-        )
+        llm = build_manager(args.seed, scale)
+        about = f"gpt-4 (deployment us) is down from {0.4 * scale:.2g} s to {1.4 * scale:.2g} s"
+    route = [n for n in [llm.active_model, *llm.fallback_chain] if n]
     stream = prompts(args.requests, args.seed)
-    mode = f"asyncio, {args.concurrency} at a time" if args.use_async else "sync"
+    duration = 0.0 if args.openai else 2.0 * scale
+    mode = (
+        f"asyncio, arriving over {duration:.2g} s, {args.concurrency} in flight at most"
+        if args.use_async
+        else "sync, one after another"
+    )
     print(
-        f"agenticaiframework demo: {len(stream)} prompts ({len(set(stream))} distinct), "
-        f"{mode}; {about}",
+        f"agenticaiframework demo: {len(stream)} prompts ({len(set(stream))} distinct)\n"
+        f"  {mode}\n"
+        f"  route: {arrow(out).join(dict.fromkeys(route))}\n"
+        f"  {about}",
         file=out,
     )
     server = None
@@ -362,7 +448,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     try:
         t0 = time.perf_counter()
         if args.use_async:
-            asyncio.run(run_async(llm, stream, out, args.concurrency))
+            asyncio.run(run_async(llm, stream, out, args.concurrency, duration))
         else:
             run_sync(llm, stream, out)
         report(llm, time.perf_counter() - t0, out)

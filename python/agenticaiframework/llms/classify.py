@@ -8,9 +8,14 @@ in an inference function gets the same treatment as one who uses our adapters.
 from __future__ import annotations
 
 import email.utils
+import functools
+import inspect
 import math
+import os
 import time
+import weakref
 from collections.abc import Callable, Mapping
+from types import CodeType
 from typing import Any, TypeAlias
 
 from .errors import NonRetryableError, ProviderError
@@ -39,8 +44,69 @@ def status_of(exc: BaseException) -> int | None:
     return None
 
 
+# A bug in an inference function, not an outage: the same call fails the same way, so a
+# retry only adds backoff and moves the breaker. Not retried (the fallback still runs)
+# when raised by the function's own code, or by the call itself (a wrong signature is
+# a TypeError raised in the library's frame that makes the call). Raised deeper (an SDK,
+# a helper the function calls), they are retried as before. Opt out with
+# ``retry_on=(TypeError, AttributeError, NameError)``, per manager or per model.
+PROGRAMMING_ERRORS: tuple[type[BaseException], ...] = (TypeError, AttributeError, NameError)
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_OWN_CODE: weakref.WeakSet[CodeType] = weakref.WeakSet()
+
+
+def remember_code(fn: object) -> None:
+    """Notes the code objects of a registered inference function (the function, a
+    callable object's ``__call__``, its ``stream``/``astream`` methods, through
+    ``functools.partial`` and ``functools.wraps``), so that an error raised in its own
+    frame can be told from one raised deeper."""
+    todo: list[object] = [fn]
+    for _ in range(16):
+        if not todo:
+            return
+        f = todo.pop()
+        if isinstance(f, functools.partial):
+            todo.append(f.func)
+            continue
+        try:
+            f = inspect.unwrap(f)  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            pass
+        code = getattr(getattr(f, "__func__", f), "__code__", None)
+        if isinstance(code, CodeType):
+            _OWN_CODE.add(code)
+        elif not inspect.isroutine(f) and not isinstance(f, type):
+            call = getattr(type(f), "__call__", None)  # noqa: B004
+            if call is not None:
+                todo.append(call)
+        for attr in ("stream", "astream"):
+            try:
+                m = getattr(f, attr, None)
+            except Exception:
+                m = None
+            if m is not None and callable(m):
+                c = getattr(getattr(m, "__func__", m), "__code__", None)
+                if isinstance(c, CodeType):
+                    _OWN_CODE.add(c)
+
+
+def programming_error(exc: BaseException) -> bool:
+    """A TypeError, AttributeError or NameError raised by a registered inference
+    function's own code or by the library's call of it (see PROGRAMMING_ERRORS)."""
+    if not isinstance(exc, PROGRAMMING_ERRORS):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return code in _OWN_CODE or code.co_filename.startswith(_PACKAGE)
+
+
 def default_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, NonRetryableError):
+    if isinstance(exc, NonRetryableError) or programming_error(exc):
         return False
     if isinstance(exc, ProviderError):
         return exc.status is None or status_retryable(exc.status)

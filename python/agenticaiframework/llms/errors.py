@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from ._secrets import redact_text
 
@@ -95,8 +96,9 @@ class AllModelsFailedError(LLMError):
 
     def __init__(self, errors: Sequence[tuple[str, BaseException]]) -> None:
         self.errors: list[tuple[str, BaseException]] = list(errors)
-        parts = "; ".join(f"{name}: {describe(exc)}" for name, exc in self.errors)
-        super().__init__(f"no model answered ({len(self.errors)} failures): {parts}")
+        n = len(self.errors)
+        head = f"no model answered ({n} failed attempt{'' if n == 1 else 's'})"
+        super().__init__(f"{head}: {summarize(self.errors)}" if n else head)
 
 
 class DeadlineExceededError(LLMError, TimeoutError):
@@ -130,6 +132,23 @@ class QuotaExhaustedError(AllModelsFailedError):
         super().__init__(errors)
         self.retry_after = retry_after
         self.args = (f"{self.args[0]}; capacity returns in {retry_after:.3f}s",)
+
+
+def summarize(errors: Sequence[tuple[str, BaseException]]) -> str:
+    """``model: Type: message`` per failure, in order; a run of the same text from the same
+    model is said once with its count, so three attempts failing alike read as one line.
+
+    >>> summarize([("a", OSError("down"))] * 3 + [("b", ValueError("bad"))])
+    'a: OSError: down (3 times); b: ValueError: bad'
+    """
+    runs: list[list[Any]] = []
+    for name, exc in errors:
+        text = f"{name}: {describe(exc)}"
+        if runs and runs[-1][0] == text:
+            runs[-1][1] += 1
+        else:
+            runs.append([text, 1])
+    return "; ".join(text if k == 1 else f"{text} ({k} times)" for text, k in runs)
 
 
 def describe(exc: BaseException) -> str:

@@ -81,6 +81,7 @@ class FleetBreakers:
         self._pending: set[str] = set()  # models with a success report queued
         self._reports: queue.SimpleQueue[Report] = queue.SimpleQueue()
         self._started = False
+        self.listening = False  # subscribed to the events (tests wait for it)
         self._lock = threading.Lock()
         _fork.register(self)
         # Listening from the start: an opening published before this process's first
@@ -282,6 +283,7 @@ class FleetBreakers:
             self._clean(name)
 
     def _after_fork(self) -> None:
+        self.listening = False
         self._reports = queue.SimpleQueue()
         self._pending = set()
         self._lock = threading.Lock()
@@ -309,12 +311,15 @@ def _listen_loop(ref: weakref.ref[FleetBreakers], fleet: Fleet) -> None:
         try:
             if sub is None:
                 client: Any = fleet._new_subscriber()  # one server, or one cluster node
-                sub = client.pubsub(ignore_subscribe_messages=True)
+                sub = client.pubsub()
                 sub.subscribe(fleet.events_channel)
             msg = sub.get_message(timeout=1.0)
             owner = ref()
             if msg is not None and owner is not None:
-                owner._event(msg.get("data"))
+                if msg.get("type") == "message":
+                    owner._event(msg.get("data"))
+                elif msg.get("type") == "subscribe":
+                    owner.listening = True  # the server has it: every later event comes
             del owner
         except Exception:
             # Redis is out: fleet.py has said so once; listen again after a pause.

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from .._native import ManagerCore, Record, ResponseCache
 from . import _drive_async, _drive_sync, _fork, _secrets
@@ -36,7 +36,7 @@ from ._validate import (
 )
 from .cache import Tiers
 from .circuit_breaker import CircuitBreaker, native_clock
-from .classify import Classifier, default_retryable, make_policy
+from .classify import Classifier, default_retryable, make_policy, remember_code
 from .deployments import ROUTINGS, Group
 from .errors import LLMError, NoModelConfiguredError, UnknownModelError
 from .events import (
@@ -49,8 +49,9 @@ from .events import (
     observed_methods,
 )
 from .gates import Gate, Observer, watchers
-from .models import MAX_DEPLOYMENTS, MAX_WORKERS, InferenceFn, Model, check_prompt
+from .models import MAX_DEPLOYMENTS, MAX_WORKERS, Model, check_prompt
 from .ratelimit import limiter_of
+from .reports import BreakerState, InferenceFn, Metrics, ModelInfo
 from .retry import Backoff, Jitter
 from .singleflight import SingleFlight
 from .walk import Walk
@@ -72,13 +73,38 @@ def _deadlines(kwargs: dict[str, Any]) -> tuple[float | None, float | None]:
     )
 
 
-def _info(m: Model) -> dict[str, Any]:
-    stats: dict[str, Any] = m.stats.snapshot()
-    if m.cost_in is not None or m.cost_out is not None:
-        stats["cost"] = (
+def _cost(m: Model, stats: Mapping[str, Any]) -> float | None:
+    if m.cost_in is None and m.cost_out is None:
+        return None
+    return (
+        float(
             stats["prompt_tokens"] * (m.cost_in or 0.0)
             + stats["completion_tokens"] * (m.cost_out or 0.0)
-        ) / 1000.0
+        )
+        / 1000.0
+    )
+
+
+def _state(m: Model) -> BreakerState:
+    """A model's breaker state; with several deployments: closed if any is, else
+    half-open if any is, else open."""
+    if m.group is None:
+        return cast(BreakerState, m.breaker.state)
+    states = {d.breaker.state for d in m.group.members}
+    return "closed" if "closed" in states else "half-open" if "half-open" in states else "open"
+
+
+def _documented(fn: Any, doc: str) -> Any:
+    """``fn`` (a driver function installed as a method) with the user's docstring."""
+    fn.__doc__ = doc
+    return fn
+
+
+def _info(m: Model) -> dict[str, Any]:
+    stats: dict[str, Any] = m.stats.snapshot()
+    cost = _cost(m, stats)
+    if cost is not None:
+        stats["cost"] = cost
     return {
         "name": m.name,
         "metadata": _secrets.redact_mapping(m.metadata),
@@ -345,14 +371,35 @@ class LLMManager(ManagerCore):
         retry_on: tuple[type[BaseException], ...] = (),
         no_retry_on: tuple[type[BaseException], ...] = (),
     ) -> None:
-        """Registers (or replaces) a model. ``inference_fn(prompt, kwargs_dict)`` returns a
-        str or an :class:`LLMResponse`, and may be ``async def``. Replacing a model gives it
-        fresh counters and a fresh breaker, and its old cached answers are not served.
+        """Registers (or replaces) the model ``name``.
 
-        ``classify`` (exc -> True/False/None), ``retry_on`` and ``no_retry_on`` decide which
-        of this model's failures are retried; undecided ones go to the manager's policy.
-        ``metadata`` may carry ``weight`` (for routing among deployments, see
-        :meth:`add_deployment`), ``timeout``, ``sync_workers`` and prices."""
+        ``inference_fn(prompt, kwargs)`` is called with the prompt and a dict of the
+        request's keyword arguments, and returns a str or an :class:`LLMResponse` (with
+        token counts); it may be ``async def`` (see :class:`~.reports.SyncInferenceFn`).
+        Raise :class:`NonRetryableError` from it to stop retries on this model; a
+        ``TypeError``/``AttributeError``/``NameError`` from its own code is a bug and is
+        not retried either (the fallback still runs). Replacing a model gives it fresh
+        counters and a fresh breaker, and its old cached answers are not served.
+
+        ``metadata`` may carry ``cost_per_1k_tokens`` (or ``cost_per_1k_prompt_tokens`` /
+        ``cost_per_1k_completion_tokens``), ``timeout`` (seconds per attempt under
+        ``agenerate``), ``sync_workers``, ``rpm``/``tpm`` rate limits, ``weight`` and
+        ``deployment`` (see :meth:`add_deployment`); secret-looking values are masked in
+        :meth:`get_model_info`. ``breaker`` replaces the model's own
+        :class:`CircuitBreaker`. ``classify`` (exc -> True, False or None), ``retry_on``
+        and ``no_retry_on`` decide which of its failures are retried, before the manager's
+        policy. Registering does not make the model active: call
+        :meth:`set_active_model`.
+
+        Raises ``TypeError`` (a name that is not a str, an ``inference_fn`` that is not
+        callable, metadata that is not a mapping) and ``ValueError`` (an empty name, bad
+        metadata values).
+
+        >>> m = LLMManager()
+        >>> m.register_model("echo", lambda prompt, kwargs: prompt, {"cost_per_1k_tokens": 0.01})
+        >>> m.list_models()
+        ['echo']
+        """
         with self._config_lock:
             self._serial += 1
             model = self._new_model(
@@ -383,7 +430,17 @@ class LLMManager(ManagerCore):
         latency histogram (``get_model_info(name)['deployments']``); an attempt on the
         model goes to one of them, picked by the manager's ``routing`` (deployments.py).
         ``metadata['weight']`` (default 1) weighs the ``weighted`` pick. Answers are the
-        model's: they carry its name and share its cache entries."""
+        model's: they carry its name and share its cache entries.
+
+        Raises :class:`UnknownModelError` (``name`` not registered), ``ValueError`` (a
+        label already used, more than 64 deployments) and ``TypeError`` (a label that is
+        not a non-empty str).
+
+        >>> m = LLMManager()
+        >>> m.register_model("gpt-4o", lambda prompt, kwargs: "us")
+        >>> m.add_deployment("gpt-4o", lambda prompt, kwargs: "eu", {"deployment": "eu"})
+        'eu'
+        """
         with self._config_lock:
             model = self._model(name)
             group = model.group
@@ -443,6 +500,7 @@ class LLMManager(ManagerCore):
         if breaker is not None and not isinstance(breaker, CircuitBreaker):
             raise TypeError("breaker must be a CircuitBreaker")
         policy = make_policy(classify, retry_on, no_retry_on, self._settings.policy)
+        remember_code(inference_fn)
         meta = dict(metadata or {})
         _secrets.remember_from(meta)
         if breaker is None:
@@ -490,7 +548,18 @@ class LLMManager(ManagerCore):
                 m.set_watchers(self._watchers_of(m))
 
     def set_active_model(self, name: str | None) -> None:
-        """Makes ``name`` the first model tried (None: only the fallback chain)."""
+        """Makes ``name`` the first model tried (None: only the fallback chain). Requests
+        already running keep the route they started with.
+
+        Raises ``TypeError`` (neither a str nor None) and :class:`UnknownModelError` (a
+        name never registered: call :meth:`register_model` first).
+
+        >>> m = LLMManager()
+        >>> m.register_model("echo", lambda prompt, kwargs: prompt)
+        >>> m.set_active_model("echo")
+        >>> m.active_model
+        'echo'
+        """
         if name is not None and not isinstance(name, str):
             raise TypeError(f"model name must be a str or None, not {type(name).__name__}")
         with self._config_lock:
@@ -499,10 +568,31 @@ class LLMManager(ManagerCore):
             self._active = name
             self._publish()
 
-    def set_fallback_chain(self, model_names: Iterable[str]) -> None:
-        """Models tried, in order, after the active one (duplicates are skipped)."""
-        if isinstance(model_names, (str, bytes)) or not isinstance(model_names, Iterable):
-            raise TypeError("model_names must be a list of model names")
+    def set_fallback_chain(self, model_names: list[str] | tuple[str, ...]) -> None:
+        """Sets the models tried, in order, after the active one (duplicates are skipped;
+        the active model may be listed too). Replaces the previous chain; ``[]`` clears it.
+
+        Raises ``TypeError`` for a bare str (a str is not a list of names: write
+        ``["primary"]``) or a name that is not a str, and :class:`UnknownModelError` for
+        a name never registered (the chain is then left as it was).
+
+        >>> m = LLMManager()
+        >>> m.register_model("a", lambda prompt, kwargs: "A")
+        >>> m.register_model("b", lambda prompt, kwargs: "B")
+        >>> m.set_fallback_chain(["a", "b"])
+        >>> m.fallback_chain
+        ['a', 'b']
+        """
+        if isinstance(model_names, (str, bytes)):
+            raise TypeError(
+                f"set_fallback_chain(model_names) takes a list of names, not a bare "
+                f"{type(model_names).__name__}: write [{model_names!r}]"
+            )
+        if not isinstance(model_names, Iterable):
+            raise TypeError(
+                f"set_fallback_chain(model_names) takes a list of names, not "
+                f"{type(model_names).__name__}"
+            )
         names = tuple(model_names)
         for n in names:
             if not isinstance(n, str):
@@ -529,14 +619,22 @@ class LLMManager(ManagerCore):
 
     @property
     def active_model(self) -> str | None:
+        """The model tried first (:meth:`set_active_model`), or None."""
         return self._active
 
     @property
     def fallback_chain(self) -> list[str]:
+        """A copy of the models tried after the active one (:meth:`set_fallback_chain`)."""
         return list(self._chain)
 
     def list_models(self) -> list[str]:
-        """Registered model names, in registration order."""
+        """Returns the registered model names, in registration order.
+
+        >>> m = LLMManager()
+        >>> m.register_model("a", lambda prompt, kwargs: "A")
+        >>> m.list_models()
+        ['a']
+        """
         return list(self._models)
 
     def _model(self, name: str) -> Model:
@@ -571,10 +669,63 @@ class LLMManager(ManagerCore):
     _Walk: type[Walk] = Walk
     _hub: Hub | None = None
 
+    if TYPE_CHECKING:
+        # The native base answers it (ManagerCore.generate, src/py_manager.rs, whose
+        # docstring help() shows); declared here so that type checkers name LLMManager.
+        def generate(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> str:
+            """Generates text for ``prompt`` (see ManagerCore.generate)."""
+            ...
+
     _generate_slow = _drive_sync.generate_slow
-    generate_response = _drive_sync.generate_response
-    agenerate = _drive_async.agenerate
-    agenerate_response = _drive_async.agenerate_response
+    generate_response = _documented(
+        _drive_sync.generate_response,
+        """Like :meth:`generate`, but returns a :class:`GenerationResult`: the text and how
+        it came (``model`` that answered, ``cached``, ``attempts``, ``errors`` before the
+        answer, ``latency`` in seconds). Takes and raises what :meth:`generate` does.
+
+        >>> m = LLMManager()
+        >>> m.register_model("echo", lambda prompt, kwargs: prompt)
+        >>> m.set_active_model("echo")
+        >>> r = m.generate_response("hi")
+        >>> r.text, r.model, r.attempts
+        ('hi', 'echo', 1)
+        """,
+    )
+    agenerate = _documented(
+        _drive_async.agenerate,
+        """Generates text for ``prompt`` on the running asyncio loop: the semantics of
+        :meth:`generate` (cache, retries with backoff, breakers, fallback, single-flight),
+        with ``async def`` models awaited and plain ones run on the model's worker pool, so
+        the loop never blocks.
+
+        Parameters: ``prompt`` (str); ``use_cache`` (False: neither read nor write the
+        cache); ``timeout`` (seconds, keyword-only) bounds each attempt, and a timed-out
+        attempt is a failed one; every other keyword (``temperature=0.2``,
+        ``max_tokens=...``) goes to the model in its ``kwargs`` dict and is part of the
+        cache key. To bound the whole request (retries and backoff included), wrap the
+        call: ``async with asyncio.timeout(5): await llm.agenerate(...)``.
+
+        Returns the text (str). Raises :class:`NoModelConfiguredError` (no active model
+        or fallback chain), :class:`AllModelsFailedError` (``.errors`` lists every
+        ``(model, exception)``; :class:`QuotaExhaustedError` when rate limits refused
+        all), ``TypeError`` (a prompt that is not a str), ``RuntimeError`` (no running
+        asyncio loop). A cancelled call is counted in ``cancelled_requests``.
+
+        >>> import asyncio
+        >>> m = LLMManager()
+        >>> async def echo(prompt, kwargs):
+        ...     return prompt.upper()
+        >>> m.register_model("echo", echo)
+        >>> m.set_active_model("echo")
+        >>> asyncio.run(m.agenerate("hi", temperature=0.2))
+        'HI'
+        """,
+    )
+    agenerate_response = _documented(
+        _drive_async.agenerate_response,
+        """The async twin of :meth:`generate_response`: takes and raises what
+        :meth:`agenerate` does, returns a :class:`GenerationResult`.""",
+    )
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         """The asyncio loop agenerate() runs on. Under another event loop (trio) there is
@@ -606,9 +757,19 @@ class LLMManager(ManagerCore):
 
     def _no_route(self) -> NoReturn:
         self._mstats.record_failure()
-        raise NoModelConfiguredError(
-            "no model configured: call set_active_model() or set_fallback_chain()"
-        )
+        names = list(self._models)
+        if not names:
+            why = (
+                "no model registered: call register_model(name, fn) first, then "
+                "set_active_model(name)"
+            )
+        else:
+            listed = ", ".join(repr(n) for n in names[:10]) + (", ..." if len(names) > 10 else "")
+            why = (
+                f"no active model or fallback chain: registered {listed}; call "
+                f"set_active_model({names[0]!r}) or set_fallback_chain([...])"
+            )
+        raise NoModelConfiguredError(why)
 
     def stream(self, prompt: str, use_cache: bool = True, **kwargs: Any) -> Iterator[str]:
         """Yields the answer in text chunks as the model produces them.
@@ -618,7 +779,15 @@ class LLMManager(ManagerCore):
         when the stream completes, and a cache hit is one chunk. A model streams through
         its inference function's ``stream(prompt, kwargs)`` method (the provider adapters
         have one); a model without it answers in one chunk. Nothing is called, and the
-        request is not counted, until the first ``next()``.
+        request is not counted, until the first ``next()``. Keyword arguments go to the
+        model as for :meth:`generate`; the errors are :meth:`generate`'s, raised from the
+        iterator.
+
+        >>> m = LLMManager()
+        >>> m.register_model("echo", lambda prompt, kwargs: prompt)
+        >>> m.set_active_model("echo")
+        >>> list(m.stream("hi"))
+        ['hi']
         """
         check_prompt(prompt)
         deadline, ends = _deadlines(kwargs)
@@ -694,20 +863,40 @@ class LLMManager(ManagerCore):
     # ----------------------------------------------------------------- operations
 
     def clear_cache(self) -> int:
-        """Drops every cached response; returns how many there were."""
+        """Drops every cached response (L1, this process); returns how many there were."""
         cache = self._cache
         return cache.clear() if cache is not None else 0
 
     def reset_circuit_breaker(self, model_name: str) -> None:
         """Closes ``model_name``'s breaker (each of its deployments') and forgets its
-        failures."""
+        failures, e.g. after a provider's incident is over. Raises
+        :class:`UnknownModelError` for a name never registered."""
         model = self._model(model_name)
         for d in model.group.members if model.group is not None else (model,):
             d.breaker.reset()
         logger.info("circuit breaker for %r reset", model_name)
 
-    def get_model_info(self, model_name: str) -> dict[str, Any]:
-        """Name, metadata (secrets masked), stats and circuit breaker state of a model."""
+    def get_model_info(self, model_name: str) -> ModelInfo:
+        """Returns one model's figures (a :class:`~.reports.ModelInfo` typed dict):
+
+        - ``name``, ``metadata`` (secret-looking values masked), ``is_async``;
+        - ``stats``: ``requests`` (attempts, retries included), ``successes``,
+          ``failures``, ``cancelled``, ``retries``, ``short_circuits`` (refused by the open
+          breaker), ``streams``, ``prompt_tokens``, ``completion_tokens``, ``tokens``,
+          ``avg_latency`` and ``p50/p95/p99_latency`` (seconds, per attempt),
+          ``p50/p95_time_to_first_chunk``, and ``cost`` (USD) for a priced model;
+        - ``circuit_breaker_state`` (``"closed"``, ``"open"``, ``"half-open"``) and
+          ``failure_count`` (consecutive failures counted by the breaker);
+        - with several deployments: ``deployments`` (each one's own figures),
+          ``routing``, and ``stats`` their sums.
+
+        Raises :class:`UnknownModelError` for a name never registered.
+
+        >>> m = LLMManager()
+        >>> m.register_model("echo", lambda prompt, kwargs: prompt)
+        >>> m.get_model_info("echo")["circuit_breaker_state"]
+        'closed'
+        """
         m = self._model(model_name)
         info = _info(m)
         if m.group is not None:
@@ -726,10 +915,33 @@ class LLMManager(ManagerCore):
                 "closed" if "closed" in states else "half-open" if "half-open" in states else "open"
             )
             info["failure_count"] = sum(d["failure_count"] for d in deps)
-        return info
+        return cast(ModelInfo, info)
 
-    def get_metrics(self) -> dict[str, Any]:
-        """Request-level totals. A cache hit counts as a request and a success."""
+    def get_metrics(self) -> Metrics:
+        """Returns the manager's request-level totals (a :class:`~.reports.Metrics` typed
+        dict). A cache hit counts as a request and a success; once every call has
+        finished, ``total_requests == successful_requests + failed_requests +
+        cancelled_requests``.
+
+        Keys: ``total_requests``, ``successful_requests``, ``failed_requests``,
+        ``cancelled_requests``, ``cache_hits``, ``cache_misses`` (twins that waited for
+        one upstream call each count a miss: see ``coalesced_requests``),
+        ``coalesced_requests``, ``total_retries``, ``fallbacks``, ``total_tokens``,
+        ``success_rate``, ``cache_hit_rate``, ``cache_size``, ``active_model``,
+        ``fallback_chain``, ``l2_hits``, ``l2_misses``, ``fleet_errors`` (the fleet
+        tier; 0 without ``redis=``), ``total_cost`` (USD, over the priced models) and
+        ``breaker_states`` (model name to ``"closed"``, ``"open"`` or ``"half-open"``).
+        Per-attempt latency is per model (:meth:`get_model_info`); the latency of whole
+        requests (backoff included) is told by the event hook (``RequestEnded.latency``)
+        and the OpenTelemetry ``agenticai.client.request.duration`` histogram.
+
+        >>> m = LLMManager()
+        >>> m.register_model("echo", lambda prompt, kwargs: prompt)
+        >>> m.set_active_model("echo")
+        >>> _ = m.generate("hi"), m.generate("hi")
+        >>> m.get_metrics()["cache_hits"], m.get_metrics()["breaker_states"]
+        (1, {'echo': 'closed'})
+        """
         s: dict[str, Any] = self._mstats.snapshot()
         total = s["total_requests"]
         s["success_rate"] = s["successful_requests"] / total if total else 0.0
@@ -742,10 +954,23 @@ class LLMManager(ManagerCore):
         f = fleet.stats() if fleet is not None else {}
         for name in ("l2_hits", "l2_misses", "fleet_errors"):
             s[name] = f.get(name, 0)
-        return s
+        cost = 0.0
+        for d in list(self._by_key.values()):
+            c = _cost(d, d.stats.snapshot()) if d.cost_in or d.cost_out else None
+            cost += c or 0.0
+        s["total_cost"] = cost
+        states: dict[str, BreakerState] = {}
+        for n, m in list(self._models.items()):
+            try:
+                states[n] = _state(m)
+            except Exception:  # an injected clock that raises: metrics still answer
+                continue
+        s["breaker_states"] = states
+        return cast(Metrics, s)
 
     def reset_metrics(self) -> None:
-        """Zeroes the manager's and every model's counters."""
+        """Zeroes the manager's and every model's counters (not the cache, not the
+        breakers)."""
         self._mstats.reset()
         for m in list(self._by_key.values()):
             m.stats.reset()
