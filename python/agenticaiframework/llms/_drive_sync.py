@@ -49,6 +49,7 @@ def generate_slow(
     deadline: float | None = None,
 ) -> str:
     """generate() after its cache miss."""
+    # Taken from kwargs, not a keyword-only parameter: CPython fills those from a dict on
     if plan is None or deadline is not None or not plan[0].inline_sync:
         return complete(self, prompt, kwargs, value, plan, None, deadline)[0].text
     kw = {} if kwargs is None else kwargs
