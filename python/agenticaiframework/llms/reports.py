@@ -107,6 +107,7 @@ class Metrics(TypedDict):
     total_retries: int
     fallbacks: int  # moves to the next model of a route
     total_tokens: int
+    deadline_exceeded: int  # failed requests that ran out of their deadline (deadline=)
     success_rate: float  # successful / total (0.0 before any request)
     cache_hit_rate: float  # cache_hits / total
     cache_size: int  # entries in L1
