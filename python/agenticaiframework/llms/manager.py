@@ -927,7 +927,8 @@ class LLMManager(ManagerCore):
         ``cancelled_requests``, ``cache_hits``, ``cache_misses`` (twins that waited for
         one upstream call each count a miss: see ``coalesced_requests``),
         ``coalesced_requests``, ``total_retries``, ``fallbacks``, ``total_tokens``,
-        ``deadline_exceeded`` (failed requests whose deadline ran out), ``success_rate``, ``cache_hit_rate``, ``cache_size``, ``active_model``,
+        ``deadline_exceeded`` (failed requests whose deadline ran out), ``success_rate``,
+        ``cache_hit_rate``, ``cache_size``, ``active_model``,
         ``fallback_chain``, ``l2_hits``, ``l2_misses``, ``fleet_errors`` (the fleet
         tier; 0 without ``redis=``), ``total_cost`` (USD, over the priced models) and
         ``breaker_states`` (model name to ``"closed"``, ``"open"`` or ``"half-open"``).
