@@ -125,6 +125,9 @@ fn buckets(h: &Histogram, bounds: Vec<f64>) -> PyResult<(Vec<u64>, u64, f64)> {
 #[derive(Default)]
 pub struct ManagerStats {
     pub c: Counters<{ m::N }>,
+    /// Whole requests' latency (ns), backoff and fallbacks included: those that made a
+    /// first try or walked a route (cache hits and coalesced twins are not timed).
+    pub latency: Histogram,
 }
 
 impl ManagerStats {
@@ -142,7 +145,8 @@ impl ManagerStats {
     }
 
     /// A request answered at the first try: its tokens and its success.
-    pub fn first_try_success(&self, tokens: u64) {
+    pub fn first_try_success(&self, tokens: u64, ns: u64) {
+        self.latency.record(ns); // the request was that one attempt
         self.c.finish(m::TOKENS, tokens);
         self.c.finish(m::SUCCESSES, 1);
     }
@@ -201,17 +205,39 @@ impl ManagerStats {
     }
 
     /// All counters at once; outcomes never exceed requests, even under concurrent writers.
+    /// A request that walked its route ended: its latency since ``token``, the first
+    /// attempt's (ModelCore.begin), whose start it carries.
+    fn record_request_since(&self, token: i64) -> PyResult<()> {
+        let (_, start) = crate::token::decode(token)
+            .map_err(|_| PyValueError::new_err("token must come from ModelCore.begin()"))?;
+        self.latency
+            .record(crate::token::elapsed_ns(start, crate::clock::now_ns()));
+        Ok(())
+    }
+
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let v = self.c.snapshot(&m::ORDER);
         let d = PyDict::new(py);
         for (name, x) in m::NAMES.iter().zip(v) {
             d.set_item(*name, x)?;
         }
+        let qs = self.latency.quantiles(&[0.5, 0.95, 0.99]);
+        for (name, q) in [
+            "p50_request_latency",
+            "p95_request_latency",
+            "p99_request_latency",
+        ]
+        .iter()
+        .zip(qs)
+        {
+            d.set_item(*name, q.unwrap_or(0.0) / 1e9)?;
+        }
         Ok(d)
     }
 
     fn reset(&self) {
         self.c.reset();
+        self.latency.reset();
     }
 }
 

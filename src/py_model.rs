@@ -208,13 +208,12 @@ impl ModelCore {
             estimate(code_points(prompt)?),
             estimate(code_points(&text)?),
         );
-        self.stats
-            .get()
-            .success(since(start), u64::from(p), u64::from(q));
+        let ns = since(start);
+        self.stats.get().success(ns, u64::from(p), u64::from(q));
         self.breaker.on_success(py, permit)?;
         let tokens = u64::from(p) + u64::from(q);
         if retries == 0 && fallbacks == 0 {
-            manager.get().first_try_success(tokens);
+            manager.get().first_try_success(tokens, ns);
         } else {
             manager.get().success_after(tokens, retries, fallbacks);
         }

@@ -95,6 +95,7 @@ def generate_slow(
                     pt, ct = record.prompt_tokens, record.completion_tokens
                     model.core.success(token, pt, ct)
                     self._mstats.record_success(pt + ct, 0, 0)
+                    self._mstats.record_request_since(token)
     except Exception as exc:
         if led is not None:
             self._flights.finish(led, error=exc)

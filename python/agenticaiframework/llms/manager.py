@@ -932,9 +932,10 @@ class LLMManager(ManagerCore):
         ``fallback_chain``, ``l2_hits``, ``l2_misses``, ``fleet_errors`` (the fleet
         tier; 0 without ``redis=``), ``total_cost`` (USD, over the priced models) and
         ``breaker_states`` (model name to ``"closed"``, ``"open"`` or ``"half-open"``).
-        Per-attempt latency is per model (:meth:`get_model_info`); the latency of whole
-        requests (backoff included) is told by the event hook (``RequestEnded.latency``)
-        and the OpenTelemetry ``agenticai.client.request.duration`` histogram.
+        ``p50_request_latency``, ``p95_request_latency`` and ``p99_request_latency``:
+        whole requests, in seconds, backoff, retries and fallbacks included, of those that
+        reached a model (cache hits and coalesced twins are not timed); per-attempt
+        latency is per model (:meth:`get_model_info`).
 
         >>> m = LLMManager()
         >>> m.register_model("echo", lambda prompt, kwargs: prompt)

@@ -108,6 +108,12 @@ class Metrics(TypedDict):
     fallbacks: int  # moves to the next model of a route
     total_tokens: int
     deadline_exceeded: int  # failed requests that ran out of their deadline (deadline=)
+    # Whole requests' latency in seconds (backoff, retries and fallbacks included), of
+    # those that made a first try or walked a route: cache hits and coalesced twins are
+    # not timed (0.0 before any).
+    p50_request_latency: float
+    p95_request_latency: float
+    p99_request_latency: float
     success_rate: float  # successful / total (0.0 before any request)
     cache_hit_rate: float  # cache_hits / total
     cache_size: int  # entries in L1

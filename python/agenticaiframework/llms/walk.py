@@ -101,6 +101,7 @@ class Walk:
         "reservation",
         "retries",
         "since",
+        "t0",
         "token",
         "tried",
     )
@@ -138,8 +139,10 @@ class Walk:
         self.tried = self.refused = 0  # deployments of the current model (bitmasks)
         self.finished = False
         if first > 0:
-            self.token, self.attempt, self.attempts = first, 1, 1
+            # The first attempt's token: the request's start, for its latency.
+            self.token, self.attempt, self.attempts, self.t0 = first, 1, 1, first
             return
+        self.t0 = 0
         self.token = 0  # the open attempt's permit token (0: none open)
         self.attempt = self.attempts = 0  # attempts on the current model; in all
         if first == 0:
@@ -198,6 +201,8 @@ class Walk:
             self.token = token
             if retry:
                 self.retries += 1
+            elif not self.attempts:
+                self.t0 = token  # the walk's first attempt starts the request's clock
             self.attempt += 1
             self.attempts += 1
             if self.deadline is not None:
@@ -313,7 +318,10 @@ class Walk:
             self.reservation = None
         self.token = 0
         self.finished = True
-        self.m._mstats.record_success(pt + ct, self.retries, self.fallbacks)
+        stats = self.m._mstats
+        stats.record_success(pt + ct, self.retries, self.fallbacks)
+        if self.t0:
+            stats.record_request_since(self.t0)
         return record
 
     def answered(self, prompt: str, text: str) -> Record:
@@ -321,6 +329,9 @@ class Walk:
         and request's counts and the record, in one native call."""
         m = self.model
         rec = m.core.answered_after(self.token, prompt, text, self.retries, self.fallbacks)
+        if self.retries or self.fallbacks:
+            # (Without either, the native booking timed the request: it was one attempt.)
+            self.m._mstats.record_request_since(self.t0)
         for o in m.observers:
             o.observe(m, True)
         if self.reservation is not None:
@@ -341,6 +352,8 @@ class Walk:
         self._log_failure(exc, opened)
         self.finished = True
         self.m._mstats.record_failure(self.retries, self.fallbacks)
+        if self.t0:
+            self.m._mstats.record_request_since(self.t0)
         err = StreamInterruptedError(model.name, "".join(parts), exc)
         logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
         return err
@@ -372,6 +385,8 @@ class Walk:
     def exhausted(self) -> AllModelsFailedError | DeadlineExceededError:
         self.finished = True
         self.m._mstats.record_failure(self.retries, self.fallbacks)
+        if self.t0:
+            self.m._mstats.record_request_since(self.t0)
         errors = self.errors
         if self.expired:
             self.m._mstats.record_deadline_exceeded()
