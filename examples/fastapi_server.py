@@ -10,9 +10,10 @@
 
 Each worker builds its own LLMManager in the lifespan (never at import in a preloading
 master: a forked child is safe, but each worker should own its manager, counters and
-pools). The handler awaits ``agenerate``; the whole request, retries and backoff
-included, is bounded by ``REQUEST_DEADLINE`` with ``asyncio.wait_for``, and a request that
-misses it answers 504 (the manager counts it as cancelled). The models here are simulated
+pools). The handler awaits ``agenerate(..., deadline=REQUEST_DEADLINE)``: the whole
+request, retries, backoff and fallbacks included, shares that budget (a wait that would
+outlast it moves to the next model, an attempt is cut at it), and a request that misses
+it answers 504 (the manager counts it in ``deadline_exceeded``). The models here are simulated
 (``SimulatedModel``) so the example runs without keys; swap in ``openai_chat(...)`` /
 ``anthropic_messages(...)`` from ``agenticaiframework.llms.providers``.
 
@@ -29,7 +30,6 @@ worker and a HostCollector (README: Prometheus).
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,7 +38,12 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel
 
-from agenticaiframework.llms import AllModelsFailedError, LLMManager, NoModelConfiguredError
+from agenticaiframework.llms import (
+    AllModelsFailedError,
+    DeadlineExceededError,
+    LLMManager,
+    NoModelConfiguredError,
+)
 from agenticaiframework.llms.prometheus import LLMCollector
 from agenticaiframework.llms.providers.simulated import SimulatedModel
 
@@ -100,10 +105,10 @@ async def generate(ask: Ask, request: Request) -> Answer:
     llm: LLMManager = request.app.state.llm
     try:
         # Bounds the whole request: every attempt, wait and fallback inside it.
-        text = await asyncio.wait_for(
-            llm.agenerate(ask.prompt, temperature=ask.temperature), REQUEST_DEADLINE
+        text = await llm.agenerate(
+            ask.prompt, temperature=ask.temperature, deadline=REQUEST_DEADLINE
         )
-    except asyncio.TimeoutError:
+    except DeadlineExceededError:
         raise HTTPException(504, "the models did not answer in time") from None
     except (AllModelsFailedError, NoModelConfiguredError) as exc:
         # The message lists each model's failure (secrets scrubbed); a public API would
