@@ -26,13 +26,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 # How long a starting server may take to answer PING before the fixture gives up.
 START_WITHIN = 10.0
+
+
+def until(cond: Callable[[], object], bound: float = 10.0) -> bool:
+    """Bounded poll for what a background thread (or Redis's clock) does: no timing is
+    asserted, the bound only keeps a broken test from hanging."""
+    end = time.monotonic() + bound
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.005)
+    return bool(cond())
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from redis_server import RedisServer
+from redis_server import until as _until
 
 pytest.importorskip("redis", reason="redis-py is not installed (requirements-dev.txt)")
 
@@ -148,18 +149,6 @@ def test_redis_stopped_paused_and_restarted_never_fails_a_request(
     assert s["fleet_errors"] >= 1
     outages = [r for r in caplog.records if r.levelname == "WARNING"]
     assert outages, "an outage is logged"
-
-
-def _until(cond: Any, bound: float = 10.0) -> bool:
-    """Bounded poll for what a background thread does (no timing asserted)."""
-    import time
-
-    end = time.monotonic() + bound
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return bool(cond())
 
 
 def test_an_outage_one_process_finds_is_skipped_by_the_others(redis_srv: RedisServer) -> None:

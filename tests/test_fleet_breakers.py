@@ -9,26 +9,16 @@ a recovery timeout of a millisecond.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 from redis_server import RedisServer
+from redis_server import until as _until
 
 pytest.importorskip("redis", reason="redis-py is not installed (requirements-dev.txt)")
 
 from agenticaiframework.llms import LLMManager
-
-
-def _until(cond: Any, bound: float = 10.0) -> bool:
-    """Bounded poll for what a background thread does (no timing asserted)."""
-    end = time.monotonic() + bound
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return bool(cond())
 
 
 class Clock:

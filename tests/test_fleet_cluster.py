@@ -16,11 +16,12 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from redis_server import RedisClusterServers
+from redis_server import until as _until
 
 redis = pytest.importorskip("redis", reason="redis-py is not installed (requirements-dev.txt)")
 
@@ -57,16 +58,6 @@ def manager(url: str | Fleet, up: Any, namespace: str = "t", **kw: Any) -> LLMMa
     m.register_model("m", up)
     m.set_active_model("m")
     return m
-
-
-def _until(cond: Callable[[], bool], bound: float = 10.0) -> bool:
-    """Bounded poll for what a background thread (or Redis's clock) does."""
-    end = time.monotonic() + bound
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return bool(cond())
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from redis_server import RedisServer
+from redis_server import until as _until
 
 pytest.importorskip("redis", reason="redis-py is not installed (requirements-dev.txt)")
 
@@ -50,15 +51,6 @@ def limiter(m: LLMManager) -> FleetLimiter:
     lim = m._models["m"].limiter
     assert isinstance(lim, FleetLimiter)
     return lim
-
-
-def _until(cond: Any, bound: float = 10.0) -> bool:
-    end = time.monotonic() + bound
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def _try(m: LLMManager, prompt: str) -> bool:

@@ -28,7 +28,7 @@ from .events import answered_by
 from .models import chunk_of, empty, record_of, result_of, streamed, usage_of
 from .response import MEANT_TO_END, GenerationResult, Usage
 from .singleflight import LeaderAborted, lead, leading, unlead
-from .walk import Walk
+from .walk import Walk, remaining
 
 if TYPE_CHECKING:
     from .fleet import CacheValue, Fleet
@@ -276,8 +276,8 @@ def shared(
 
 
 def left_of(m: LLMManager, dl: tuple[float, float] | None) -> float | None:
-    """Seconds left of a deadline (None: none), at least a tiny positive amount."""
-    return None if dl is None else max(dl[1] - m._clock(), 1e-6)
+    """Seconds left of a deadline (None: none)."""
+    return None if dl is None else remaining(m, dl[1])
 
 
 def entry_of(r: Record) -> CacheValue:

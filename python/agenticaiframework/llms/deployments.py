@@ -97,11 +97,9 @@ def decide_deployment(
     once (0.0); with none, the model's own decision (its backoff, or move on)."""
     if attempt >= max_retries:
         return None
-    if not retryable(model, exc):
-        return None
     if group.picker.pick(0, tried | refused) >= 0:
-        return 0.0
-    return decide(model, exc, attempt, max_retries, opened, backoff)
+        return 0.0 if retryable(model, exc) else None
+    return decide(model, exc, attempt, max_retries, opened, backoff)  # classifies it
 
 
 __all__ = ["ROUTINGS", "Group", "decide_deployment"]

@@ -79,6 +79,12 @@ logger = logging.getLogger("agenticaiframework.llms")
 Errors = list[tuple[str, BaseException]]
 
 
+def remaining(m: LLMManager, deadline: float) -> float:
+    """Seconds left before ``deadline`` on ``m``'s clock; a tiny positive amount at the
+    least (a limit of 0 would mean none)."""
+    return max(deadline - m._clock(), 1e-6)
+
+
 class Walk:
     """One request's walk along its route (the active model, then the fallback chain)."""
 
@@ -278,9 +284,7 @@ class Walk:
         """Seconds left of the request's deadline (a tiny positive value at the least: an
         attempt limit of 0 would mean none); inf without one."""
         d = self.deadline
-        if d is None:
-            return math.inf
-        return max(d - self.m._clock(), 1e-6)
+        return math.inf if d is None else remaining(self.m, d)
 
     def limit(self, timeout: float | None, model: Model) -> float | None:
         """An attempt's time limit: its own (``timeout``, else the model's), cut to what
