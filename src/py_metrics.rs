@@ -51,8 +51,13 @@ pub mod c {
     pub const COMPLETION_TOKENS: usize = 6;
     pub const TOKENS: usize = 7;
     pub const CANCELLED: usize = 8;
-    pub const N: usize = 9;
+    // Hedged requests (llms/hedging.py): hedges started on this model, and hedges of this
+    // model that answered first.
+    pub const HEDGED: usize = 9;
+    pub const HEDGE_WINS: usize = 10;
+    pub const N: usize = 11;
     pub const ORDER: [usize; N] = [
+        HEDGE_WINS,
         SUCCESSES,
         FAILURES,
         CANCELLED,
@@ -61,6 +66,7 @@ pub mod c {
         PROMPT_TOKENS,
         COMPLETION_TOKENS,
         TOKENS,
+        HEDGED,
         ATTEMPTS,
     ];
     pub const NAMES: [&str; N] = [
@@ -73,6 +79,8 @@ pub mod c {
         "completion_tokens",
         "tokens",
         "cancelled",
+        "hedged_requests",
+        "hedge_wins",
     ];
 }
 
@@ -336,6 +344,21 @@ impl ModelStats {
     /// The model was skipped because its breaker was open.
     fn record_short_circuit(&self) {
         self.c.finish(c::SHORT_CIRCUITS, 1);
+    }
+
+    /// A hedge (a second attempt of a request still waiting on another) started here.
+    fn record_hedge(&self) {
+        self.c.start(c::HEDGED, 1);
+    }
+
+    /// A hedge started here answered first.
+    fn record_hedge_win(&self) {
+        self.c.finish(c::HEDGE_WINS, 1);
+    }
+
+    /// Latency samples recorded (successes and failures since the last reset).
+    fn latency_count(&self) -> u64 {
+        self.latency.count()
     }
 
     /// The latency at quantile `q` in [0, 1], in seconds (None before any sample).

@@ -33,6 +33,7 @@ from ._io_async import (
     pull,
 )
 from ._io_async import sleep as pause
+from ._drive_hedged import hedged, hedged_open  # async-only
 from ._validate import check_deadline
 from ._validate import check_seconds as check_timeout  # async-only
 from .errors import DeadlineExceededError
@@ -250,7 +251,9 @@ async def walked(
     if key is not None and m._fleet is not None:
         return await shared(m, m._fleet, prompt, kw, key, plan, timeout, dl)
     walk = m._Walk(m, plan, kw, -1, prompt, dl)
-    record = await run(m, walk, prompt, timeout)
+    drive = hedged if m._hedged else run  # async-only
+    # sync-only: drive = run
+    record = await drive(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
     return record, walk.attempts, walk.errors
@@ -295,8 +298,10 @@ async def shared(
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
     walk = m._Walk(m, plan, kw, -1, prompt, dl)
+    drive = hedged if m._hedged else run  # async-only
+    # sync-only: drive = run
     try:
-        record = await run(m, walk, prompt, timeout)
+        record = await drive(m, walk, prompt, timeout)
     except BaseException:
         if led:
             await fleet.afinish(key)  # let a waiter take over now
@@ -412,7 +417,9 @@ async def astream_route(  # sync-only: def stream_route(
                 continue
             limit = walk.limit(timeout, model)
             try:
-                it, first, usage = await bounded(opened(m, model, prompt, kwargs, walk), limit)
+                opening = hedged_open if m._hedged else plain_open  # async-only
+                # sync-only: opening = plain_open
+                it, first, usage = await opening(m, walk, model, prompt, kwargs, timeout, limit)
             except Exception as exc:
                 wait = walk.failed(exc)
                 if wait is not None:
@@ -446,8 +453,22 @@ async def astream_route(  # sync-only: def stream_route(
         raise
 
 
+async def plain_open(
+    m: LLMManager,
+    walk: Walk,
+    model: Model,
+    prompt: str,
+    kw: dict[str, Any],
+    timeout: float | None,
+    limit: float | None,
+) -> tuple[AsyncIterator[Any], str, Usage | None]:
+    """A stream's opening (``opened``) within the attempt's limit; ``hedged_open``
+    (_drive_hedged.py) is the hedged twin."""
+    return await bounded(opened(m, model, prompt, kw, walk), limit)
+
+
 async def opened(
-    m: LLMManager, model: Model, prompt: str, kw: dict[str, Any], walk: Walk
+    m: LLMManager, model: Model, prompt: str, kw: dict[str, Any], walk: Walk | None
 ) -> tuple[AsyncIterator[Any], str, Usage | None]:
     """Starts a stream and reads up to its first text chunk ("" if it ends without one,
     which is the model's answer only if it said it ended normally)."""

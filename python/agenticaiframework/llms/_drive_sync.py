@@ -215,7 +215,8 @@ def walked(
     if key is not None and m._fleet is not None:
         return shared(m, m._fleet, prompt, kw, key, plan, timeout, dl)
     walk = m._Walk(m, plan, kw, -1, prompt, dl)
-    record = run(m, walk, prompt, timeout)
+    drive = run
+    record = drive(m, walk, prompt, timeout)
     if key is not None:
         m._store(key, record)
     return record, walk.attempts, walk.errors
@@ -260,8 +261,9 @@ def shared(
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
     walk = m._Walk(m, plan, kw, -1, prompt, dl)
+    drive = run
     try:
-        record = run(m, walk, prompt, timeout)
+        record = drive(m, walk, prompt, timeout)
     except BaseException:
         if led:
             fleet.finish(key)  # let a waiter take over now
@@ -376,7 +378,8 @@ def stream_route(
                 continue
             limit = walk.limit(timeout, model)
             try:
-                it, first, usage = bounded(opened(m, model, prompt, kwargs, walk), limit)
+                opening = plain_open
+                it, first, usage = opening(m, walk, model, prompt, kwargs, timeout, limit)
             except Exception as exc:
                 wait = walk.failed(exc)
                 if wait is not None:
@@ -410,8 +413,22 @@ def stream_route(
         raise
 
 
+def plain_open(
+    m: LLMManager,
+    walk: Walk,
+    model: Model,
+    prompt: str,
+    kw: dict[str, Any],
+    timeout: float | None,
+    limit: float | None,
+) -> tuple[Iterator[Any], str, Usage | None]:
+    """A stream's opening (``opened``) within the attempt's limit; ``hedged_open``
+    (_drive_hedged.py) is the hedged twin."""
+    return bounded(opened(m, model, prompt, kw, walk), limit)
+
+
 def opened(
-    m: LLMManager, model: Model, prompt: str, kw: dict[str, Any], walk: Walk
+    m: LLMManager, model: Model, prompt: str, kw: dict[str, Any], walk: Walk | None
 ) -> tuple[Iterator[Any], str, Usage | None]:
     """Starts a stream and reads up to its first text chunk ("" if it ends without one,
     which is the model's answer only if it said it ended normally)."""

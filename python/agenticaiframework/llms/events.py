@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from .walk import Walk
+from .walk import Attempt, Walk
 from .workers import WorkersBusyError
 
 if TYPE_CHECKING:
@@ -438,6 +438,33 @@ class ObservedWalk(Walk):
     def abandon(self) -> None:
         model, open_attempt = self.model, bool(self.token)
         super().abandon()
+        if open_attempt:
+            self._ended(model, "cancelled", None, None)
+
+    # Hedged attempts (hedging.py): each handle keeps its start; each ending is told.
+
+    def detach(self) -> Attempt:
+        a = super().detach()
+        a.t = self.t_attempt
+        return a
+
+    def attach(self, a: Attempt) -> None:
+        super().attach(a)
+        self.t_attempt = a.t
+
+    def lost(self, exc: Exception) -> None:
+        if isinstance(exc, WorkersBusyError):  # as failed() tells it
+            self._ended(self.model, "cancelled", exc, None)
+        super().lost(exc)
+
+    def spare(self, record: Record) -> None:
+        model = self.model
+        super().spare(record)
+        self._ended(model, "success", None, record)
+
+    def drop(self) -> None:
+        model, open_attempt = self.model, bool(self.token)
+        super().drop()
         if open_attempt:
             self._ended(model, "cancelled", None, None)
 

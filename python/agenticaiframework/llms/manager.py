@@ -49,6 +49,7 @@ from .events import (
     observed_methods,
 )
 from .gates import Gate, Observer, watchers
+from .hedging import HedgePolicy, check_max, policy_of
 from .models import MAX_DEPLOYMENTS, MAX_WORKERS, Model, check_prompt
 from .ratelimit import limiter_of
 from .reports import BreakerState, InferenceFn, Metrics, ModelInfo
@@ -144,6 +145,7 @@ class _Settings:
         "fleet_lease",
         "fleet_wait",
         "half_open_max_calls",
+        "hedge",
         "max_queue_wait",
         "policy",
         "recovery_timeout",
@@ -160,6 +162,7 @@ class _Settings:
     fleet_lease: float
     fleet_wait: float
     half_open_max_calls: int
+    hedge: HedgePolicy | None
     max_queue_wait: float | None
     recovery_timeout: float | None
     routing: str
@@ -214,6 +217,8 @@ class LLMManager(ManagerCore):
         routing: str = "weighted",
         max_queue_wait: float = 0.0,
         default_deadline: float | None = None,
+        hedge_after: float | str | None = None,
+        max_hedges: int = 1,
     ) -> None:
         # Settings read off the request path live in one object: an instance past 30
         # attributes loses CPython's shared-key dict, and every ``self.x`` read on the
@@ -231,6 +236,9 @@ class LLMManager(ManagerCore):
         conf.default_deadline = (
             None if default_deadline is None else check_deadline(default_deadline)
         )
+        # Hedged requests for every model (hedging.py); a model's metadata may set its own.
+        check_max(max_hedges)
+        conf.hedge = None if hedge_after is None else HedgePolicy(hedge_after, max_hedges)
         if not isinstance(allow_empty, bool):
             raise TypeError(f"allow_empty must be a bool, not {type(allow_empty).__name__}")
         # An empty answer is a failed attempt (InvalidResponseError: the next model is
@@ -529,6 +537,13 @@ class LLMManager(ManagerCore):
 
             model.limiter = FleetLimiter(model.limiter, self._fleet, key or name)
         model.gates, model.observers = self._gates, self._observers
+        model.hedge = policy_of(meta, self._settings.hedge)
+        if model.hedge is not None and not self._hedged:
+            self._hedged = True  # its async requests go through the hedged driver
+            for other in self._by_key.values():
+                other.hedged()
+        if self._hedged:
+            model.hedged()
         model.set_watchers(self._watchers_of(model))
         return model
 
@@ -668,6 +683,9 @@ class LLMManager(ManagerCore):
     # instance while it has subscribers.
     _Walk: type[Walk] = Walk
     _hub: Hub | None = None
+    # Whether any model hedges (hedging.py): then every async request of this instance
+    # walks (no inline first try) and the walk is driven by _drive_hedged.hedged.
+    _hedged: bool = False
 
     if TYPE_CHECKING:
         # The native base answers it (ManagerCore.generate, src/py_manager.rs, whose

@@ -45,6 +45,7 @@ class Model:
         "fn",
         "gates",
         "group",
+        "hedge",
         "inline_async",
         "inline_sync",
         "is_async",
@@ -110,6 +111,7 @@ class Model:
         self.bit = 1  # 1 << its index among its model's deployments
         self.weight = _weight(metadata.get("weight", 1.0))
         self.limiter: Any = None  # its RateLimiter (ratelimit.py), set by the manager
+        self.hedge: Any = None  # its HedgePolicy (hedging.py), set by the manager
         both = _price("cost_per_1k_tokens", metadata.get("cost_per_1k_tokens"))
         self.cost_in = _price("cost_per_1k_input_tokens", metadata.get("cost_per_1k_input_tokens"))
         self.cost_out = _price(
@@ -129,6 +131,12 @@ class Model:
         manager has subscribers). Each watcher's calls must balance."""
         with _WATCH_LOCK:
             self.set_watchers(self.watchers + (1 if on else -1))
+
+    def hedged(self) -> None:
+        """Its manager hedges (hedging.py): its async attempts are made by the hedged
+        driver, never inline or directly (sync ones as before: they do not hedge)."""
+        self.direct_async = False
+        self.set_watchers(self.watchers)
 
     def set_watchers(self, n: int) -> None:
         self.watchers = w = max(0, n)

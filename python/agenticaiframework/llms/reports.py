@@ -47,6 +47,8 @@ class ModelStatsReport(TypedDict):
     cancelled: int
     retries: int  # attempts after the model's first for a request
     short_circuits: int  # attempts refused by an open breaker (no call made)
+    hedged_requests: int  # hedges started on this model (hedging.py)
+    hedge_wins: int  # of those, the ones that answered first
     streams: int
     prompt_tokens: int
     completion_tokens: int

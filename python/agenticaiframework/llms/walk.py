@@ -85,6 +85,20 @@ def remaining(m: LLMManager, deadline: float) -> float:
     return max(deadline - m._clock(), 1e-6)
 
 
+class Attempt:
+    """An open attempt of a walk, detached (``Walk.detach``) so that others can be open
+    beside it (hedging.py): its model, permit token, rate-limit reservation, and its
+    place on the route (``i``, the attempts at that place, the deployment masks)."""
+
+    __slots__ = ("attempt", "hedge", "i", "model", "refused", "reservation", "t", "token", "tried")
+
+    def __init__(self, w: Walk) -> None:
+        self.model, self.token, self.reservation = w.model, w.token, w.reservation
+        self.i, self.attempt, self.tried, self.refused = w.i, w.attempt, w.tried, w.refused
+        self.hedge = False  # a hedge (not the walk's own attempt): its win is counted
+        self.t = 0.0  # when it started, for an observing walk (events.py)
+
+
 class Walk:
     """One request's walk along its route (the active model, then the fallback chain)."""
 
@@ -424,6 +438,97 @@ class Walk:
             self.finished = True
             self.m._mstats.record_cancelled(self.retries, self.fallbacks)
 
+    # ------------------------------------------------------------------ hedging
+
+    def detach(self) -> Attempt:
+        """The open attempt, as a handle: the walk holds none open after this, so
+        ``next()`` or ``hedge()`` may open another while this one runs (hedging.py)."""
+        a = Attempt(self)
+        self.token = 0
+        self.reservation = None
+        return a
+
+    def attach(self, a: Attempt) -> None:
+        """Makes ``a`` the walk's open attempt again, and its place on the route the
+        walk's: what follows books its outcome (``failed``, ``succeeded``, ``lost``,
+        ``spare``, ``drop``) as for a plain attempt."""
+        self.model, self.token, self.reservation = a.model, a.token, a.reservation
+        self.i, self.attempt, self.tried, self.refused = a.i, a.attempt, a.tried, a.refused
+
+    def hedge(self, after: Attempt) -> Attempt | None:
+        """Opens a hedge of ``after`` (still running): the same request on the next
+        deployment of its model that would admit, else on the next model of the route
+        (a fallback); None when there is none (the walk's place is ``after``'s then).
+        The hedge is no retry: it is the first attempt at its place."""
+        self.attach(after)
+        self.token, self.reservation = 0, None  # ``after`` stays open, in its handle
+        model = self.model
+        group = model.group
+        if group is not None and group.picker.pick(0, self.refused | model.bit) >= 0:
+            self.refused |= model.bit  # the running deployment is not picked again
+            self.attempt = 0
+        elif self.i + 1 < len(self.plan):
+            self._move_on()
+        else:
+            return None
+        if self.next() is None:
+            self.attach(after)
+            self.token, self.reservation = 0, None
+            return None
+        a = self.detach()
+        a.hedge = True
+        a.model.stats.record_hedge()
+        return a
+
+    def lost(self, exc: Exception) -> None:
+        """Books the failure of the open attempt while another attempt of the request
+        still runs: the model's failure (breaker, counters) as ``failed`` books it, and
+        no retry or move: the walk goes on with the others."""
+        model, token = self.model, self.token
+        self.token = 0
+        self.errors.append((model.name, exc))
+        late = self.deadline is not None and isinstance(exc, TimeoutError) and self._past()
+        if late or isinstance(exc, WorkersBusyError):
+            # Cut at the deadline, or never started: not the model's failure.
+            model.core.cancel(token)
+            for o in model.observers:
+                o.observe(model, None)
+            self._release()
+            self.expired = self.expired or late
+            return
+        opened = model.core.failure(token)
+        for o in model.observers:
+            o.observe(model, False)
+        if self.reservation is not None:
+            ratelimit.ended(model, self.reservation, False, None, exc)
+            self.reservation = None
+        if self.kwargs:
+            _secrets.remember_from(self.kwargs)
+        self._log_failure(exc, opened)
+
+    def spare(self, record: Record) -> None:
+        """Books a success that lost the race (another attempt answered first): the
+        model's (latency, tokens, breaker success), not the request's."""
+        model = self.model
+        model.core.success(self.token, record.prompt_tokens, record.completion_tokens)
+        self.token = 0
+        for o in model.observers:
+            o.observe(model, True)
+        if self.reservation is not None:
+            ratelimit.ended(model, self.reservation, True, record)
+            self.reservation = None
+
+    def drop(self) -> None:
+        """The open attempt ends without an outcome (a hedge's loser, cancelled): its
+        permit and reservation go back, ``cancelled`` +1 for its model, no failure."""
+        if self.token:
+            model = self.model
+            model.core.cancel(self.token)
+            self.token = 0
+            for o in model.observers:
+                o.observe(model, None)
+            self._release()
+
     # ------------------------------------------------------------------ helpers
 
     def _move_on(self) -> None:
@@ -478,4 +583,4 @@ class Walk:
             logger.warning("circuit breaker for %r opened", model.name)
 
 
-__all__ = ["Walk"]
+__all__ = ["Attempt", "Walk"]

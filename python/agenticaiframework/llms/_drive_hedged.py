@@ -1,0 +1,197 @@
+"""The async driver of hedged requests (hedging.py): ``run()`` of ``_drive_async.py`` with
+each attempt raced against its hedges. Async only: sync requests do not hedge.
+
+:func:`race` runs the attempt the walk just opened as an asyncio task, and each hedge the
+walk opens (``Walk.hedge``) when the policy's delay passes with no answer (a timer on the
+manager's ``async_sleep``, so a fake one drives it in tests). The walk books every
+outcome, each attempt by its handle: the first success wins; a failure while another
+attempt runs is only booked (``Walk.lost``); a success that lost is booked for its model
+(``Walk.spare``); the others are cancelled (their streams closed) and dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._io_async import bounded, call, close_quietly
+from ._io_async import sleep as pause
+from .models import record_of
+
+if TYPE_CHECKING:
+    from .._native import Record
+    from ..llms.response import Usage
+    from .manager import LLMManager
+    from .models import Model
+    from .walk import Attempt, Walk
+
+T = TypeVar("T")
+Opened = tuple[AsyncIterator[Any], str, "Usage | None"]
+
+
+async def hedged(m: LLMManager, walk: Walk, prompt: str, timeout: float | None) -> Record:
+    """``run()`` with hedges: drives the walk to an answer (or raises its final error)."""
+    kwargs = walk.kwargs
+
+    async def attempt(model: Model) -> Record:
+        out = await call(m, model, prompt, kwargs, walk.limit(timeout, model), None)
+        return record_of(out, prompt, model.name, m.allow_empty)
+
+    try:
+        while True:
+            model = walk.next()
+            if model is None:
+                wait = walk.queued()
+                if wait is None:
+                    raise walk.exhausted()
+                await pause(m, wait)
+                continue
+            try:
+                record = await race(m, walk, model, attempt, spare_record)
+            except Exception as exc:
+                wait = walk.failed(exc)
+                if wait is not None:
+                    await pause(m, wait)
+                continue
+            return walk.succeeded(record)
+    except BaseException:
+        walk.abandon()
+        raise
+
+
+async def spare_record(walk: Walk, record: Record) -> None:
+    walk.spare(record)
+
+
+async def spare_stream(walk: Walk, opened: Opened) -> None:
+    # An opened stream that lost: it did not complete, so it is closed and dropped.
+    await close_quietly(opened[0])
+    walk.drop()
+
+
+async def hedged_open(
+    m: LLMManager,
+    walk: Walk,
+    model: Model,
+    prompt: str,
+    kw: dict[str, Any],
+    timeout: float | None,
+    limit: float | None,
+) -> Opened:
+    """A hedged ``astream``'s opening: the streams race up to their first chunk."""
+    from ._drive_async import opened  # (a cycle at import time otherwise)
+
+    def start(model: Model) -> Coroutine[Any, Any, Opened]:
+        return bounded(opened(m, model, prompt, kw, None), walk.limit(timeout, model))
+
+    return await race(m, walk, model, start, spare_stream)
+
+
+async def race(
+    m: LLMManager,
+    walk: Walk,
+    model: Model,
+    start: Callable[[Model], Coroutine[Any, Any, T]],
+    spare: Callable[[Walk, T], Coroutine[Any, Any, None]],
+) -> T:
+    """The attempt the walk just opened on ``model`` (``start(model)``), hedged by its
+    model's policy. Returns the first success, its attempt attached to the walk and not
+    yet booked; or raises the last failure, likewise (the caller books either as a
+    plain attempt's). Every other attempt is booked or dropped here, exactly once."""
+    latest = walk.detach()
+    loop = asyncio.get_running_loop()
+    running: dict[asyncio.Future[T], Attempt] = {loop.create_task(start(model)): latest}
+    hedges = 0
+    timer: asyncio.Future[Any] | None = None
+    winner: Attempt | None = None
+    last: tuple[Exception, Attempt] | None = None
+    value: Any = None
+    try:
+        while True:
+            policy = latest.model.hedge
+            if timer is None and policy is not None and hedges < policy.max_hedges:
+                delay = policy.delay(latest.model)
+                if delay < walk.left():  # a hedge never starts past the deadline
+                    timer = asyncio.ensure_future(m._async_sleep(delay))
+            waiting: set[asyncio.Future[Any]] = set(running)
+            if timer is not None:
+                waiting.add(timer)
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if timer is not None and timer in done:
+                timer = None
+                hedges += 1
+                a = None if walk._past() else walk.hedge(latest)
+                if a is None:
+                    hedges = 1 << 30  # nowhere to hedge to: none more for this attempt
+                else:
+                    running[loop.create_task(start(a.model))] = latest = a
+            failures: list[tuple[Exception, Attempt]] = []
+            for task in [t for t in running if t in done]:  # in the order they started
+                a = running.pop(task)
+                if task.cancelled():  # from inside the model: as a plain attempt's
+                    walk.attach(a)
+                    walk.drop()
+                    raise asyncio.CancelledError
+                exc = task.exception()
+                if exc is None and winner is None:
+                    winner, value = a, task.result()
+                    continue
+                walk.attach(a)
+                if exc is None:
+                    await spare(walk, task.result())
+                elif isinstance(exc, Exception):
+                    failures.append((exc, a))
+                else:
+                    walk.drop()  # a KeyboardInterrupt, SystemExit: the request's end
+                    raise exc
+            if winner is None and not running and failures:
+                last = failures.pop()  # the caller books it, as a plain attempt's
+            for exc, a in failures:
+                # Another attempt still runs (or won): booked, and nothing more.
+                walk.attach(a)
+                walk.lost(exc)
+            if winner is not None or not running:
+                break
+    finally:
+        if timer is not None:
+            timer.cancel()
+        if running:
+            await _cancel(walk, running, spare)
+    if winner is not None:
+        walk.attach(winner)
+        if winner.hedge:
+            winner.model.stats.record_hedge_win()
+        result: T = value
+        return result
+    assert last is not None
+    walk.attach(last[1])
+    raise last[0]
+
+
+async def _cancel(
+    walk: Walk,
+    running: dict[asyncio.Future[T], Attempt],
+    spare: Callable[[Walk, T], Coroutine[Any, Any, None]],
+) -> None:
+    """Cancels the attempts still running and books each: dropped (its stream closed, by
+    ``opened``'s own cleanup), or, if it ended before the cancel reached it, as it
+    ended."""
+    for task in running:
+        task.cancel()
+    try:
+        await asyncio.wait(running)
+    finally:
+        for task, a in running.items():
+            walk.attach(a)
+            if not task.done() or task.cancelled():
+                walk.drop()
+                continue
+            exc = task.exception()
+            if exc is None:
+                await spare(walk, task.result())
+            elif isinstance(exc, Exception):
+                walk.lost(exc)
+            else:
+                walk.drop()
+        running.clear()
