@@ -105,11 +105,13 @@ async def race(
     hedges = 0
     timer: asyncio.Future[Any] | None = None
     winner: Attempt | None = None
-    last: tuple[Exception, Attempt] | None = None
+    # The latest attempt's failure, booked once it is known whether the walk goes on
+    # from it (every attempt failed: the caller books it) or not (``lost``).
+    pending: tuple[Exception, Attempt] | None = None
     value: Any = None
+    policy = model.hedge  # the hedged model's: how often, and its delay on each model
     try:
         while True:
-            policy = latest.model.hedge
             if timer is None and policy is not None and hedges < policy.max_hedges:
                 delay = policy.delay(latest.model)
                 if delay < walk.left():  # a hedge never starts past the deadline
@@ -126,33 +128,34 @@ async def race(
                     hedges = 1 << 30  # nowhere to hedge to: none more for this attempt
                 else:
                     running[loop.create_task(start(a.model))] = latest = a
-            failures: list[tuple[Exception, Attempt]] = []
+                    pending = _lost(walk, pending)
             for task in [t for t in running if t in done]:  # in the order they started
                 a = running.pop(task)
+                walk.attach(a)
                 if task.cancelled():  # from inside the model: as a plain attempt's
-                    walk.attach(a)
                     walk.drop()
                     raise asyncio.CancelledError
                 exc = task.exception()
-                if exc is None and winner is None:
-                    winner, value = a, task.result()
-                    continue
-                walk.attach(a)
                 if exc is None:
-                    await spare(walk, task.result())
-                elif isinstance(exc, Exception):
-                    failures.append((exc, a))
-                else:
+                    if winner is None:
+                        winner, value = a, task.result()
+                    else:
+                        await spare(walk, task.result())
+                elif not isinstance(exc, Exception):
                     walk.drop()  # a KeyboardInterrupt, SystemExit: the request's end
                     raise exc
-            if winner is None and not running and failures:
-                last = failures.pop()  # the caller books it, as a plain attempt's
-            for exc, a in failures:
-                # Another attempt still runs (or won): booked, and nothing more.
-                walk.attach(a)
-                walk.lost(exc)
-            if winner is not None or not running:
+                elif a is latest:
+                    pending = (exc, a)
+                else:
+                    walk.lost(exc)  # another attempt still runs: booked, nothing more
+            if winner is not None:
+                pending = _lost(walk, pending)
                 break
+            if not running:
+                break
+    except BaseException:
+        _lost(walk, pending)  # the request ends here: no one else will book it
+        raise
     finally:
         if timer is not None:
             timer.cancel()
@@ -164,9 +167,17 @@ async def race(
             winner.model.stats.record_hedge_win()
         result: T = value
         return result
-    assert last is not None
-    walk.attach(last[1])
-    raise last[0]
+    # Every attempt failed: the walk goes on from the latest one's place, as after a
+    # plain attempt's failure.
+    assert pending is not None
+    walk.attach(pending[1])
+    raise pending[0]
+
+
+def _lost(walk: Walk, pending: tuple[Exception, Attempt] | None) -> None:
+    if pending is not None:
+        walk.attach(pending[1])
+        walk.lost(pending[0])
 
 
 async def _cancel(
