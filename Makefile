@@ -8,7 +8,7 @@ BUILD_STAMP := $(VENV)/.build-deps
 # per optional dependency.
 MATURIN := PIP_QUIET=1 VIRTUAL_ENV=$(VENV) $(BIN)/maturin
 
-.PHONY: demo demo-fleet test build develop wheel lint unasync stubtest wheel-check rust-test rust-loom \
+.PHONY: bench-hedging demo demo-fleet test build develop wheel lint unasync stubtest wheel-check rust-test rust-loom \
 	py-test fmt clean bench-compare bench-fleet-compare bench-quota-compare redis-server
 
 $(BIN)/python:
@@ -161,6 +161,12 @@ QUOTA_RPM ?= 100
 bench-quota-compare: build $(BENCH_VENVS)/litellm/.stamp
 	$(BIN)/python benches/compare/quota.py --span $(QUOTA_SPAN) --rate $(QUOTA_RATE) \
 		--rpm $(QUOTA_RPM) --write
+
+# Hedged requests against a simulated heavy-tailed provider (issue 18; benches/hedging_sim.py):
+# hedging off, a fixed delay and "p95", ~30 s of real asyncio time; writes BENCHMARKS.md's
+# section, benches/hedging.png and benches/hedging_results.json. matplotlib: the ours venv's.
+bench-hedging: build $(BENCH_VENVS)/ours/.stamp
+	$(BENCH_VENVS)/ours/bin/python benches/hedging_sim.py --write
 
 clean:
 	rm -rf target $(VENV) python/agenticaiframework/*.so

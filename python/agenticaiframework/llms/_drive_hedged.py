@@ -115,7 +115,7 @@ async def race(
             if timer is None and policy is not None and hedges < policy.max_hedges:
                 delay = policy.delay(latest.model)
                 if delay < walk.left():  # a hedge never starts past the deadline
-                    timer = asyncio.ensure_future(m._async_sleep(delay))
+                    timer = _timer(m, loop, delay)
             waiting: set[asyncio.Future[Any]] = set(running)
             if timer is not None:
                 waiting.add(timer)
@@ -172,6 +172,22 @@ async def race(
     assert pending is not None
     walk.attach(pending[1])
     raise pending[0]
+
+
+def _timer(m: LLMManager, loop: asyncio.AbstractEventLoop, delay: float) -> asyncio.Future[Any]:
+    """A future done after ``delay`` seconds of the manager's ``async_sleep``: a plain
+    timer handle for asyncio's own (a task per hedge timer costs a few times more)."""
+    if m._async_sleep is asyncio.sleep:
+        fut: asyncio.Future[None] = loop.create_future()
+        handle = loop.call_later(delay, _fire, fut)
+        fut.add_done_callback(lambda f: handle.cancel())
+        return fut
+    return asyncio.ensure_future(m._async_sleep(delay))
+
+
+def _fire(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 def _lost(walk: Walk, pending: tuple[Exception, Attempt] | None) -> None:
