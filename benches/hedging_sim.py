@@ -24,12 +24,8 @@ is stated in (p99 at most a third of no hedging's, at most 10% extra calls).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import math
-import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,80 +39,16 @@ END = "<!-- bench-hedging: end -->"
 
 sys.path.insert(0, str(REPO / "python"))
 
-from agenticaiframework.llms import LLMManager  # noqa: E402
+from agenticaiframework.llms._hedging_demo import Result, Scenario, run_all  # noqa: E402
 
 
-class Provider:
-    """A simulated upstream: lognormal latency, a share of stragglers at ``factor`` x."""
-
-    def __init__(self, rng: random.Random, a: argparse.Namespace) -> None:
-        self.rng = rng
-        self.median, self.sigma = a.median, a.sigma
-        self.stragglers, self.factor = a.stragglers, a.factor
-        self.calls = 0
-
-    async def __call__(self, prompt: str, kwargs: dict[str, Any]) -> str:
-        self.calls += 1
-        rng = self.rng
-        t = self.median * math.exp(self.sigma * rng.gauss(0.0, 1.0))
-        if rng.random() < self.stragglers:
-            t *= self.factor
-        await asyncio.sleep(t)
-        return "ok"
+def run(a: argparse.Namespace) -> list[Result]:
+    s = Scenario(a.requests, a.concurrency, a.median, a.sigma, a.stragglers, a.factor, a.seed)
+    return run_all(s, a.fixed)
 
 
-def quantile(xs: list[float], q: float) -> float:
-    """Nearest rank."""
-    s = sorted(xs)
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
-
-
-async def scenario(a: argparse.Namespace, hedge: float | str | None) -> dict[str, Any]:
-    m = LLMManager(enable_caching=False, hedge_after=hedge)
-    p1, p2 = Provider(random.Random(a.seed), a), Provider(random.Random(a.seed + 1), a)
-    m.register_model("m", p1)
-    m.add_deployment("m", p2)
-    m.set_active_model("m")
-    loop = asyncio.get_running_loop()
-    latencies: list[float] = []
-    left = a.requests
-
-    async def client() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            t0 = loop.time()
-            await m.agenerate("p")
-            latencies.append(loop.time() - t0)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(a.concurrency)))
-    wall = time.perf_counter() - t0
-    calls = p1.calls + p2.calls
-    info = m.get_model_info("m")["stats"]
-    return {
-        "policy": "off" if hedge is None else ("p95" if hedge == "p95" else f"{hedge * 1e3:g} ms"),
-        "requests": len(latencies),
-        "p50": quantile(latencies, 0.5),
-        "p99": quantile(latencies, 0.99),
-        "p999": quantile(latencies, 0.999),
-        "extra_calls": (calls - len(latencies)) / len(latencies),
-        "hedged_requests": info["hedged_requests"],
-        "hedge_wins": info["hedge_wins"],
-        "wall_s": wall,
-        "latencies": latencies,
-    }
-
-
-def run(a: argparse.Namespace) -> list[dict[str, Any]]:
-    out = []
-    for hedge in (None, a.fixed, "p95"):
-        out.append(asyncio.run(scenario(a, hedge)))
-    return out
-
-
-def table(res: list[dict[str, Any]], a: argparse.Namespace) -> list[str]:
-    off = res[0]["p99"]
+def table(res: list[Result]) -> list[str]:
+    off = res[0].q(0.99)
     lines = [
         "| hedging | p50 (ms) | p99 (ms) | p99.9 (ms) | p99 vs off | extra calls "
         "| hedges (won) |",
@@ -124,14 +56,14 @@ def table(res: list[dict[str, Any]], a: argparse.Namespace) -> list[str]:
     ]
     for r in res:
         lines.append(
-            f"| {r['policy']} | {r['p50'] * 1e3:.1f} | {r['p99'] * 1e3:.1f} "
-            f"| {r['p999'] * 1e3:.1f} | {r['p99'] / off:.2f} | {r['extra_calls']:.1%} "
-            f"| {r['hedged_requests']} ({r['hedge_wins']}) |"
+            f"| {r.policy} | {r.q(0.5) * 1e3:.1f} | {r.q(0.99) * 1e3:.1f} "
+            f"| {r.q(0.999) * 1e3:.1f} | {r.q(0.99) / off:.2f} | {r.extra:.1%} "
+            f"| {r.hedged} ({r.wins}) |"
         )
     return lines
 
 
-def plot(res: list[dict[str, Any]], path: Path) -> None:
+def plot(res: list[Result], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -139,14 +71,14 @@ def plot(res: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
     for r, color in zip(res, ("#7f7f7f", "#1f77b4", "#d62728")):
-        xs = sorted(r["latencies"])
+        xs = sorted(r.latencies)
         n = len(xs)
         # Tail plot: the share of requests slower than x, on log axes.
         ys = [1 - i / n for i in range(n)]
-        ax.step([x * 1e3 for x in xs], ys, where="post", color=color, label=r["policy"])
+        ax.step([x * 1e3 for x in xs], ys, where="post", color=color, label=r.policy)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_ylim(1 / len(res[0]["latencies"]), 1)
+    ax.set_ylim(1 / len(res[0].latencies), 1)
     for q in (0.01, 0.001):
         ax.axhline(q, color="#cccccc", linewidth=0.8)
     ax.set_xlabel("request latency (ms)")
@@ -158,7 +90,7 @@ def plot(res: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def section(res: list[dict[str, Any]], a: argparse.Namespace) -> str:
+def section(res: list[Result], a: argparse.Namespace) -> str:
     off, p95 = res[0], res[2]
     lines = [
         BEGIN,
@@ -172,10 +104,10 @@ def section(res: list[dict[str, Any]], a: argparse.Namespace) -> str:
         "policy reads the native latency histogram, timed on the process's clock). "
         "Extra calls: upstream calls beyond one per request.",
         "",
-        *table(res, a),
+        *table(res),
         "",
         f"Goal: p99 at most a third of no hedging's with at most 10% extra calls; `p95` "
-        f"gives {p95['p99'] / off['p99']:.2f}x with {p95['extra_calls']:.1%}. "
+        f"gives {p95.q(0.99) / off.q(0.99):.2f}x with {p95.extra:.1%}. "
         "From one run; the machine's scheduling noise is in every figure.",
         "",
         "![hedging](benches/hedging.png)",
@@ -207,11 +139,22 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md, json, png")
     a = ap.parse_args()
     res = run(a)
-    print("\n".join(table(res, a)))
+    print("\n".join(table(res)))
     if a.write:
         plot(res, PNG)
         write_section(section(res, a))
-        slim = [{k: v for k, v in r.items() if k != "latencies"} for r in res]
+        slim = [
+            {
+                "policy": r.policy,
+                "p50": r.q(0.5),
+                "p99": r.q(0.99),
+                "p999": r.q(0.999),
+                "extra_calls": r.extra,
+                "hedged_requests": r.hedged,
+                "hedge_wins": r.wins,
+            }
+            for r in res
+        ]
         JSON.write_text(json.dumps({"args": vars(a), "results": slim}, indent=1) + "\n")
 
 

@@ -82,6 +82,17 @@ def test_demo_fits_80_columns_when_piped(mode: list[str]) -> None:
     assert "coalesced" in text
 
 
+def test_hedging_demo_reports_each_policy_within_80_columns() -> None:
+    out = io.StringIO()
+    assert main(["demo", "--hedging", "--requests", "200", "--time-scale", "0.02"], out=out) == 0
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80, [x for x in lines if len(x) > 80]
+    rows = [line.split() for line in lines if line.split()[:1] in (["off"], ["2"], ["p95"])]
+    assert [r[0] for r in rows] == ["off", "2", "p95"]  # off, "2 ms" (0.1 s x 0.02), p95
+    assert rows[0][-3:] == ["0.0%", "0", "0"]  # no hedging: no extra call, no hedge
+
+
 def test_demo_redraws_progress_in_place_on_a_terminal() -> None:
     class Tty(io.StringIO):
         def isatty(self) -> bool:

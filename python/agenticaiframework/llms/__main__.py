@@ -384,6 +384,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         metavar="SECONDS",
         help="with --prometheus: keep serving this long after the run",
     )
+    demo.add_argument(
+        "--hedging",
+        action="store_true",
+        help="hedged requests (agenerate) against a heavy-tailed provider: hedging off, "
+        "after a fixed delay, and p95 (default --requests: 600)",
+    )
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(out)
@@ -393,12 +399,18 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     if args.hold < 0 or (args.hold and args.prometheus is None):
         parser.error("--hold SECONDS takes SECONDS >= 0, with --prometheus")
     if args.requests is None:
-        args.requests = 20 if args.openai else 1500
+        args.requests = 20 if args.openai else 600 if args.hedging else 1500
     if args.requests < 1:
         parser.error("--requests must be >= 1")
     if args.concurrency < 1:
         parser.error("--concurrency must be >= 1")
 
+    if args.hedging:
+        if args.fleet or args.openai or args.use_async:
+            parser.error("--hedging runs alone (it is async itself)")
+        from ._hedging_demo import run_hedging
+
+        return run_hedging(out, args.requests, args.concurrency, args.seed, args.time_scale)
     if args.fleet:
         if args.fleet < 1 or args.openai or args.use_async:
             parser.error("--fleet N takes N >= 1, without --openai or --async")
