@@ -27,7 +27,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -50,8 +49,7 @@ def run(a: argparse.Namespace) -> list[Result]:
 def table(res: list[Result]) -> list[str]:
     off = res[0].q(0.99)
     lines = [
-        "| hedging | p50 (ms) | p99 (ms) | p99.9 (ms) | p99 vs off | extra calls "
-        "| hedges (won) |",
+        "| hedging | p50 (ms) | p99 (ms) | p99.9 (ms) | p99 vs off | extra calls | hedges (won) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in res:
@@ -70,7 +68,7 @@ def plot(res: list[Result], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    for r, color in zip(res, ("#7f7f7f", "#1f77b4", "#d62728")):
+    for r, color in zip(res, ("#7f7f7f", "#1f77b4", "#d62728"), strict=True):
         xs = sorted(r.latencies)
         n = len(xs)
         # Tail plot: the share of requests slower than x, on log axes.

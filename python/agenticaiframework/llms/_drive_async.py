@@ -21,6 +21,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._native import Record
+from ._drive_hedged import hedged, hedged_open  # async-only
 from ._io_async import (
     END,
     bounded,
@@ -33,7 +34,6 @@ from ._io_async import (
     pull,
 )
 from ._io_async import sleep as pause
-from ._drive_hedged import hedged, hedged_open  # async-only
 from ._validate import check_deadline
 from ._validate import check_seconds as check_timeout  # async-only
 from .errors import DeadlineExceededError

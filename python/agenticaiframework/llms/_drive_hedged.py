@@ -128,7 +128,8 @@ async def race(
                     hedges = 1 << 30  # nowhere to hedge to: none more for this attempt
                 else:
                     running[loop.create_task(start(a.model))] = latest = a
-                    pending = _lost(walk, pending)
+                    _lost(walk, pending)
+                    pending = None
             for task in [t for t in running if t in done]:  # in the order they started
                 a = running.pop(task)
                 walk.attach(a)
@@ -149,7 +150,8 @@ async def race(
                 else:
                     walk.lost(exc)  # another attempt still runs: booked, nothing more
             if winner is not None:
-                pending = _lost(walk, pending)
+                _lost(walk, pending)
+                pending = None
                 break
             if not running:
                 break

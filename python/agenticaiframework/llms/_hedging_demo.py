@@ -95,7 +95,9 @@ async def scenario(s: Scenario, hedge: float | str | None) -> Result:
 
     await asyncio.gather(*(client() for _ in range(s.concurrency)))
     st = m.get_model_info("m")["stats"]
-    return Result(label(hedge), latencies, p1.calls + p2.calls, st["hedged_requests"], st["hedge_wins"])
+    return Result(
+        label(hedge), latencies, p1.calls + p2.calls, st["hedged_requests"], st["hedge_wins"]
+    )
 
 
 def policies(s: Scenario, fixed: float) -> list[float | str | None]:

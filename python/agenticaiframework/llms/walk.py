@@ -42,6 +42,15 @@ event                       model (``get_model_info``)          request (``get_m
                             was open, permit back               nothing if already ended)
 ==========================  ==================================  =========================
 
+Hedging (hedging.py, driven by ``_drive_hedged.py``) keeps several attempts open: each is
+detached into an :class:`Attempt` handle and booked by attaching it again, exactly once:
+``hedge(after)`` opens the next one (``hedged_requests`` +1 for its model, ``requests``
++1; a move to the next model is a fallback); ``lost(exc)`` books a failure while another
+attempt runs (as ``failed`` does, with no retry or move); ``spare(record)`` a success
+that lost the race (the model's success and tokens, not the request's); ``drop()`` a
+loser cancelled (``cancelled`` +1, permit and reservation back, no failure). The
+winner's ``succeeded`` counts ``hedge_wins`` +1 when it was a hedge (the driver does).
+
 ``retries`` are attempts after a model's first; ``fallbacks`` the moves to a next model
 of the route (moving past the last one is not a fallback). Single-flight followers and
 requests answered by a twin are counted by the drivers (``coalesced`` +1 and their own
