@@ -707,3 +707,41 @@ def test_a_second_instrumentation_is_independent(otel: Otel) -> None:
     m.generate("p2")
     b.uninstrument()
     assert len(otel.requests()) == 1 and len(other.requests()) == 2
+
+
+def test_a_hedged_request_has_a_span_per_attempt_each_current_in_its_own_task(
+    otel: Otel,
+) -> None:
+    from test_hedging import Scripted, Timeline
+
+    class Seen(Scripted):
+        """Records the span that was current when the call started."""
+
+        def __init__(self, tl: Timeline, *steps: tuple[float, Any]) -> None:
+            super().__init__(tl, *steps)
+            self.spans: list[int] = []
+
+        async def __call__(self, prompt: str, kwargs: dict[str, Any]) -> str:
+            self.spans.append(trace.get_current_span().get_span_context().span_id)
+            return await super().__call__(prompt, kwargs)
+
+    async def main() -> None:
+        tl = Timeline()
+        m = LLMManager(clock=tl.clock, async_sleep=tl.sleep, enable_caching=False, hedge_after=0.5)
+        a, b = Seen(tl, (5.0, "A")), Seen(tl, (0.1, "B"))
+        m.register_model("a", a)
+        m.register_model("b", b)
+        m.set_active_model("a")
+        m.set_fallback_chain(["b"])
+        otel.instrument(m)
+        r = asyncio.ensure_future(m.agenerate("p"))
+        await tl.to(0.6)
+        assert await r == "B"
+        (req,) = otel.requests()
+        spans = otel.attempts(req)
+        assert [s.attributes["agenticai.model"] for s in spans] == ["a", "b"]  # type: ignore[index]
+        outcome = [s.attributes["agenticai.outcome"] for s in spans]  # type: ignore[index]
+        assert outcome == ["cancelled", "success"]
+        assert a.spans == [spans[0].context.span_id] and b.spans == [spans[1].context.span_id]
+
+    asyncio.run(main())

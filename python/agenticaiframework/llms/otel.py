@@ -134,7 +134,17 @@ def _output_messages(text: str) -> str:
 class _Request:
     """One request's spans, from its RequestStarted to its RequestEnded."""
 
-    __slots__ = ("attempt", "ctx", "kwargs", "operation", "own", "prompt", "span", "token")
+    __slots__ = (
+        "attempt",
+        "ctx",
+        "hedged",
+        "kwargs",
+        "operation",
+        "own",
+        "prompt",
+        "span",
+        "token",
+    )
 
     def __init__(self, span: Span, ev: RequestStarted) -> None:
         self.span = span
@@ -143,16 +153,20 @@ class _Request:
         self.kwargs = ev.kwargs
         self.ctx: Any = None  # the request span's context, made at its first attempt
         self.attempt: _Attempt | None = None
+        # Attempts still open beside a later one (hedged requests, hedging.py): not the
+        # current context any more (their task copied it), ended by their AttemptEnded.
+        self.hedged: dict[tuple[Any, ...], _Attempt] | None = None
         self.token: object = None  # the attached attempt context, detached at its end
         self.own: object = None  # the attached request context (not a stream's)
 
 
 class _Attempt:
-    __slots__ = ("attrs", "span")
+    __slots__ = ("attrs", "key", "span")
 
-    def __init__(self, span: Span, attrs: dict[str, Any]) -> None:
+    def __init__(self, span: Span, attrs: dict[str, Any], key: tuple[Any, ...]) -> None:
         self.span = span
         self.attrs = attrs  # the metric attributes known at the start
+        self.key = key  # (model, deployment, attempt, position): which AttemptEnded is its
 
 
 class Instrumentation:
@@ -268,6 +282,13 @@ class Instrumentation:
         r = self._open.get(ev.request_id)
         if r is None:
             return  # started before we subscribed
+        if r.attempt is not None:
+            # A hedge while an attempt runs: that one leaves the current context (its
+            # task has its own copy) and ends by its own AttemptEnded.
+            self._detach(r)
+            if r.hedged is None:
+                r.hedged = {}
+            r.hedged[r.attempt.key] = r.attempt
         model, prov = self._model_attrs(ev.model)
         metric: dict[str, Any] = {
             "gen_ai.operation.name": self.operation_name,
@@ -293,7 +314,7 @@ class Instrumentation:
         span = self._tracer.start_span(
             f"{self.operation_name} {model}", context=r.ctx, kind=SpanKind.CLIENT, attributes=attrs
         )
-        r.attempt = _Attempt(span, metric)
+        r.attempt = _Attempt(span, metric, (ev.model, ev.deployment, ev.attempt, ev.position))
         # Current while the model runs (events come on the request's thread or task, so
         # the attach and its detach pair up); a worker thread copies it at submission.
         r.token = otel_context.attach(trace.set_span_in_context(span, r.ctx))
@@ -305,6 +326,16 @@ class Instrumentation:
 
     def _first_chunk(self, ev: StreamFirstChunk) -> None:
         r = self._open.get(ev.request_id)
+        if r is not None and r.hedged and (r.attempt is None or r.attempt.key[0] != ev.model):
+            # A hedged stream whose earlier attempt answered first: that one is the stream.
+            for key, a in r.hedged.items():
+                if key[0] == ev.model:
+                    self._detach(r)
+                    if r.attempt is not None:
+                        r.hedged[r.attempt.key] = r.attempt
+                    del r.hedged[key]
+                    r.attempt = a
+                    break
         if r is None or r.attempt is None:
             return
         # The chunks now go to the consumer, whose context between them is its own.
@@ -314,10 +345,16 @@ class Instrumentation:
 
     def _attempt_ended(self, ev: AttemptEnded) -> None:
         r = self._open.get(ev.request_id)
-        if r is None or r.attempt is None:
+        if r is None:
             return
-        self._detach(r)
-        a, r.attempt = r.attempt, None
+        a: _Attempt | None
+        if r.hedged and (key := (ev.model, ev.deployment, ev.attempt, ev.position)) in r.hedged:
+            a = r.hedged.pop(key)  # an attempt beside a hedge: no longer attached
+        else:
+            if r.attempt is None:
+                return
+            self._detach(r)
+            a, r.attempt = r.attempt, None
         span, metric = a.span, a.attrs
         attrs: dict[str, Any] = {"agenticai.outcome": ev.outcome}
         if ev.outcome == "success":
@@ -370,6 +407,9 @@ class Instrumentation:
             r.attempt.span.set_attribute("agenticai.incomplete", True)
             r.attempt.span.end()
             r.attempt = None
+        for a in (r.hedged or {}).values():
+            a.span.set_attribute("agenticai.incomplete", True)
+            a.span.end()
         own, r.own = r.own, None
         if own is not None:
             otel_context.detach(own)  # type: ignore[arg-type]
