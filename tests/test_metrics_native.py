@@ -51,8 +51,15 @@ def test_model_snapshot() -> None:
     assert snap["tokens"] == 15 and snap["prompt_tokens"] == 10
     assert snap["avg_latency"] == pytest.approx(1.0)
     assert snap["p99_latency"] == pytest.approx(1.5, rel=0.01)
+    assert (snap["hedged_requests"], snap["hedge_wins"], stats.latency_count()) == (0, 0, 2)
+    stats.record_hedge()
+    stats.record_hedge()
+    stats.record_hedge_win()
+    snap = stats.snapshot()
+    assert (snap["hedged_requests"], snap["hedge_wins"]) == (2, 1)
     stats.reset()
-    assert stats.snapshot()["requests"] == 0
+    snap = stats.snapshot()
+    assert snap["requests"] == snap["hedged_requests"] == stats.latency_count() == 0
 
 
 def test_invalid_records() -> None:
