@@ -99,7 +99,7 @@ def policy_of(meta: Mapping[str, Any], default: HedgePolicy | None) -> HedgePoli
     try:
         return HedgePolicy(after, n)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"metadata[...]: {exc}") from None
+        raise type(exc)(f"metadata: {exc}") from None
 
 
 __all__ = ["P95", "P95_FLOOR", "P95_SAMPLES", "HedgePolicy", "policy_of"]
