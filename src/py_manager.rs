@@ -287,6 +287,21 @@ unsafe extern "C" fn generate_fast(
     }
 }
 
+/// A `deadline=` keyword's value: seconds > 0, or None. Checked before the request is
+/// counted, hit or miss: a bad value is the caller's.
+fn check_deadline(d: &Bound<'_, PyAny>) -> PyResult<()> {
+    let ok = d.is_none()
+        || (!d.is_instance_of::<PyBool>()
+            && d.extract::<f64>().is_ok_and(|v| v > 0.0 && v.is_finite()));
+    if ok {
+        return Ok(());
+    }
+    Err(pyo3::exceptions::PyValueError::new_err(format!(
+        "deadline must be a number of seconds > 0 (or None), not {}",
+        d.repr()?
+    )))
+}
+
 unsafe fn generate_call<'py>(
     py: Python<'py>,
     slf: *mut ffi::PyObject,
@@ -311,8 +326,9 @@ unsafe fn generate_call<'py>(
     let mut prompt = (npos >= 1).then(|| arg(0));
     let mut use_cache = (npos == 2).then(|| arg(1));
     // The request's time budget (seconds): not a model kwarg, not part of the key; a hit
-    // needs none.
-    let mut deadline: Option<Bound<'py, PyAny>> = None;
+    // needs none. Held as its keyword's index (no reference to drop) and checked where it
+    // is found, so a call without keywords pays nothing for it.
+    let mut deadline: Option<usize> = None;
     let mut pairs = Items::new();
     if let Some(names) = &names {
         for i in 0..nkw {
@@ -321,7 +337,15 @@ unsafe fn generate_call<'py>(
             let slot = match name.cast::<PyString>().ok().and_then(|s| s.to_str().ok()) {
                 Some("prompt") => &mut prompt,
                 Some("use_cache") => &mut use_cache,
-                Some("deadline") => &mut deadline,
+                Some("deadline") => {
+                    if deadline.replace(npos + i).is_some() {
+                        return Err(PyTypeError::new_err(
+                            "generate() got multiple values for argument 'deadline'",
+                        ));
+                    }
+                    check_deadline(&value)?;
+                    continue;
+                }
                 _ => {
                     pairs.push((name, value));
                     continue;
@@ -349,17 +373,6 @@ unsafe fn generate_call<'py>(
             })?
             .is_true(),
     };
-    if let Some(d) = &deadline {
-        // Checked before the request is counted, hit or miss: a bad value is the caller's.
-        let ok = !d.is_instance_of::<PyBool>()
-            && d.extract::<f64>().is_ok_and(|v| v > 0.0 && v.is_finite());
-        if !ok && !d.is_none() {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "deadline must be a number of seconds > 0 (or None), not {}",
-                d.repr()?
-            )));
-        }
-    }
     match slf.get().enter(py, &prompt, use_cache, Kw::Pairs(&pairs))? {
         Entry::Hit(record) => {
             let record = record.into_bound(py);
@@ -381,11 +394,17 @@ unsafe fn generate_call<'py>(
             };
             let key = key.map(|k| key_to_py(py, k));
             let plan = plan_of(py, &route);
-            let slow = intern!(py, "_generate_slow");
             match deadline {
-                // Without one, the call the first try has always made (one argument less).
-                None => slf.call_method1(slow, (prompt, use_cache, kwargs, key, plan)),
-                Some(d) => slf.call_method1(slow, (prompt, use_cache, kwargs, key, plan, d)),
+                None => slf.call_method1(
+                    intern!(py, "_generate_slow"),
+                    (prompt, use_cache, kwargs, key, plan),
+                ),
+                // A request with a deadline has a method of its own: the first try's
+                // path pays nothing for it.
+                Some(i) => slf.call_method1(
+                    intern!(py, "_generate_timed"),
+                    (prompt, use_cache, kwargs, key, plan, arg(i)),
+                ),
             }
         }
     }

@@ -160,7 +160,10 @@ impl ManagerStats {
     }
 
     /// A request answered after `retries` retries and `fallbacks` moves along its route.
-    pub fn success_after(&self, tokens: u64, retries: u64, fallbacks: u64) {
+    pub fn success_after(&self, tokens: u64, retries: u64, fallbacks: u64, ns: Option<u64>) {
+        if let Some(ns) = ns {
+            self.latency.record(ns);
+        }
         self.c.finish(m::TOKENS, tokens);
         self.c.finish(m::RETRIES, retries);
         self.c.finish(m::FALLBACKS, fallbacks);

@@ -80,11 +80,14 @@ impl ModelCore {
         prompt: &Bound<'_, PyString>,
         text: Bound<'_, PyString>,
     ) -> PyResult<Record> {
-        self.book(py, token, prompt, text, 0, 0)
+        self.book(py, token, prompt, text, (0, 0, 0))
     }
 
     /// `answered` for an attempt the route walk made (after a failure or a skipped
-    /// model): the same booking in one call, with the request's retries and fallbacks.
+    /// model): the same booking in one call, with the request's retries and fallbacks,
+    /// and the request's latency since `since` (its first attempt's token; 0: untimed).
+    #[pyo3(signature = (token, prompt, text, retries, fallbacks, since=0))]
+    #[allow(clippy::too_many_arguments)] // Python's positional call: one native call
     fn answered_after(
         &self,
         py: Python<'_>,
@@ -93,8 +96,9 @@ impl ModelCore {
         text: Bound<'_, PyString>,
         retries: u64,
         fallbacks: u64,
+        since: i64,
     ) -> PyResult<Record> {
-        self.book(py, token, prompt, text, retries, fallbacks)
+        self.book(py, token, prompt, text, (retries, fallbacks, since))
     }
 
     /// Starts an attempt: 0 when the breaker rejects it (counted as a short-circuit),
@@ -195,8 +199,8 @@ impl ModelCore {
         token: i64,
         prompt: &Bound<'_, PyString>,
         text: Bound<'_, PyString>,
-        retries: u64,
-        fallbacks: u64,
+        // The request's retries and fallbacks, and its first attempt's token (0: none).
+        (retries, fallbacks, since): (u64, u64, i64),
     ) -> PyResult<Record> {
         let (Some(name), Some(manager)) = (&self.name, &self.manager) else {
             return Err(PyValueError::new_err(
@@ -208,14 +212,22 @@ impl ModelCore {
             estimate(code_points(prompt)?),
             estimate(code_points(&text)?),
         );
-        let ns = since(start);
+        let now = now_ns();
+        let ns = token::elapsed_ns(start, now);
         self.stats.get().success(ns, u64::from(p), u64::from(q));
         self.breaker.on_success(py, permit)?;
         let tokens = u64::from(p) + u64::from(q);
         if retries == 0 && fallbacks == 0 {
             manager.get().first_try_success(tokens, ns);
         } else {
-            manager.get().success_after(tokens, retries, fallbacks);
+            // The request began at its first attempt (`since`): one clock read for both.
+            let request_ns = match since {
+                0 => None,
+                t => Some(token::elapsed_ns(split(t)?.1, now)),
+            };
+            manager
+                .get()
+                .success_after(tokens, retries, fallbacks, request_ns);
         }
         Ok(Record::build(text.unbind(), name.clone_ref(py), p, q, true))
     }

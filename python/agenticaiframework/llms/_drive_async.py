@@ -60,29 +60,25 @@ async def agenerate(  # sync-only: def generate_slow(
     timeout: float | None = None,  # async-only
     **kwargs: Any,  # async-only
     # sync-only: kwargs: dict[str, Any] | None, value: Any, plan: tuple[Model, ...] | None,
-    # sync-only: deadline: float | None = None,
 ) -> str:
     """The async twin of generate()."""  # sync-only: """generate() after its cache miss."""
     if timeout is not None:  # async-only
         # Before the request is counted: a bad value leaves the metrics adding up.  # async-only
         check_timeout("timeout", timeout)  # async-only
-    # Taken from kwargs, not a keyword-only parameter: CPython fills those from a dict on
-    # every call (a dict lookup each, ~3% of an agenerate cache hit).  # async-only
-    deadline = None  # async-only
+    # A deadline is taken from kwargs (a keyword-only parameter costs a dict lookup on every
+    # call) by the general path, agenerate_response's; the native generate sends a request
+    # with one to _generate_timed. Either way this path pays nothing for it.
     if kwargs and "deadline" in kwargs:  # async-only
-        deadline = kwargs.pop("deadline")  # async-only
-        if deadline is not None:  # async-only
-            check_deadline(deadline)  # async-only
+        slow = agenerate_response  # async-only
+        return (await slow(self, prompt, use_cache, timeout=timeout, **kwargs)).text  # async-only
     hit, value, plan = self._enter(prompt, use_cache, kwargs)  # async-only
     if hit:  # async-only
         text: str = value.text  # async-only
         return text  # async-only
-    slow = timeout is not None or deadline is not None  # async-only
-    # sync-only: if plan is None or deadline is not None or not plan[0].inline_sync:
-    if plan is None or slow or not plan[0].inline_async:  # async-only
-        # sync-only: return complete(self, prompt, kwargs, value, plan, None, deadline)[0].text
-        done = await complete(self, prompt, kwargs, value, plan, timeout, deadline)  # async-only
-        return done[0].text  # async-only
+    # sync-only: if plan is None or not plan[0].inline_sync:
+    if plan is None or timeout is not None or not plan[0].inline_async:  # async-only
+        # sync-only: return complete(self, prompt, kwargs, value, plan, None)[0].text
+        return (await complete(self, prompt, kwargs, value, plan, timeout))[0].text  # async-only
     kw = kwargs  # sync-only: kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first
@@ -250,7 +246,7 @@ async def walked(
 ) -> Outcome:
     if key is not None and m._fleet is not None:
         return await shared(m, m._fleet, prompt, kw, key, plan, timeout, dl)
-    walk = m._Walk(m, plan, kw, -1, prompt, dl)
+    walk = (m._Walk if dl is None else m._Timed)(m, plan, kw, -1, prompt, dl)
     drive = hedged if m._hedged else run  # async-only
     # sync-only: drive = run
     record = await drive(m, walk, prompt, timeout)
@@ -297,7 +293,7 @@ async def shared(
         if m._hub is not None:
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
-    walk = m._Walk(m, plan, kw, -1, prompt, dl)
+    walk = (m._Walk if dl is None else m._Timed)(m, plan, kw, -1, prompt, dl)
     drive = hedged if m._hedged else run  # async-only
     # sync-only: drive = run
     try:
@@ -334,7 +330,7 @@ async def run(
 ) -> Record:
     """Drives the walk to an answer (or raises its final error)."""
     kwargs = walk.kwargs
-    plain = timeout is None and walk.deadline is None  # async-only
+    plain = timeout is None and not walk.timed  # async-only
     try:
         if pending is not None:
             wait = walk.failed(pending)
@@ -405,7 +401,7 @@ async def astream_route(  # sync-only: def stream_route(
             return
     dl = None if deadline is None else (deadline, m._clock() + deadline)
     ends = None if stream_deadline is None else m._clock() + stream_deadline
-    walk = m._Walk(m, plan, kwargs, -1, prompt, dl)
+    walk = (m._Walk if dl is None else m._Timed)(m, plan, kwargs, -1, prompt, dl)
     try:
         while True:
             model = walk.next()

@@ -123,7 +123,7 @@ async def race(
             if timer is not None and timer in done:
                 timer = None
                 hedges += 1
-                a = None if walk._past() else walk.hedge(latest)
+                a = None if walk.past() else walk.hedge(latest)
                 if a is None:
                     hedges = 1 << 30  # nowhere to hedge to: none more for this attempt
                 else:

@@ -46,12 +46,13 @@ def generate_slow(
     kwargs: dict[str, Any] | None,
     value: Any,
     plan: tuple[Model, ...] | None,
-    deadline: float | None = None,
 ) -> str:
     """generate() after its cache miss."""
-    # Taken from kwargs, not a keyword-only parameter: CPython fills those from a dict on
-    if plan is None or deadline is not None or not plan[0].inline_sync:
-        return complete(self, prompt, kwargs, value, plan, None, deadline)[0].text
+    # A deadline is taken from kwargs (a keyword-only parameter costs a dict lookup on every
+    # call) by the general path, agenerate_response's; the native generate sends a request
+    # with one to _generate_timed. Either way this path pays nothing for it.
+    if plan is None or not plan[0].inline_sync:
+        return complete(self, prompt, kwargs, value, plan, None)[0].text
     kw = {} if kwargs is None else kwargs
     # The common case, inline: every frame saved here is saved on each of the thousands
     # of requests a server keeps in flight. Lead the flight (if any), make the first
@@ -214,7 +215,7 @@ def walked(
 ) -> Outcome:
     if key is not None and m._fleet is not None:
         return shared(m, m._fleet, prompt, kw, key, plan, timeout, dl)
-    walk = m._Walk(m, plan, kw, -1, prompt, dl)
+    walk = (m._Walk if dl is None else m._Timed)(m, plan, kw, -1, prompt, dl)
     drive = run
     record = drive(m, walk, prompt, timeout)
     if key is not None:
@@ -260,7 +261,7 @@ def shared(
         if m._hub is not None:
             answered_by("l2", record, coalesced=waited > 0)
         return record, 0, ()
-    walk = m._Walk(m, plan, kw, -1, prompt, dl)
+    walk = (m._Walk if dl is None else m._Timed)(m, plan, kw, -1, prompt, dl)
     drive = run
     try:
         record = drive(m, walk, prompt, timeout)
@@ -366,7 +367,7 @@ def stream_route(
             return
     dl = None if deadline is None else (deadline, m._clock() + deadline)
     ends = None if stream_deadline is None else m._clock() + stream_deadline
-    walk = m._Walk(m, plan, kwargs, -1, prompt, dl)
+    walk = (m._Walk if dl is None else m._Timed)(m, plan, kwargs, -1, prompt, dl)
     try:
         while True:
             model = walk.next()

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from .deadline import Timed
 from .walk import Attempt, Walk
 from .workers import WorkersBusyError
 
@@ -483,6 +484,12 @@ class ObservedWalk(Walk):
             t = self.trace
             reason = type(self.errors[-1][1]).__name__ if self.errors else None
             t.hub.emit(FallbackTaken(t.request_id, left.name, self.plan[self.i].name, reason))
+
+
+class ObservedTimed(Timed, ObservedWalk):
+    """The walk of a request with a deadline, telling each step it books."""
+
+    __slots__ = ()
 
 
 # ------------------------------------------------------------------------------ wrappers

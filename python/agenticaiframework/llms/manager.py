@@ -37,12 +37,14 @@ from ._validate import (
 from .cache import Tiers
 from .circuit_breaker import CircuitBreaker, native_clock
 from .classify import Classifier, default_retryable, make_policy, remember_code
+from .deadline import Timed
 from .deployments import ROUTINGS, Group
 from .errors import LLMError, NoModelConfiguredError, UnknownModelError
 from .events import (
     OBSERVED,
     Callback,
     Hub,
+    ObservedTimed,
     ObservedWalk,
     Subscription,
     answered_by,
@@ -682,6 +684,7 @@ class LLMManager(ManagerCore):
     # The walk the drivers run past the first try: an events.ObservedWalk on this
     # instance while it has subscribers.
     _Walk: type[Walk] = Walk
+    _Timed: type[Walk] = Timed  # a request with a deadline walks this (deadline.py)
     _hub: Hub | None = None
     # Whether any model hedges (hedging.py): then every async request of this instance
     # walks (no inline first try) and the walk is driven by _drive_hedged.hedged.
@@ -695,6 +698,22 @@ class LLMManager(ManagerCore):
             ...
 
     _generate_slow = _drive_sync.generate_slow
+
+    def _generate_timed(
+        self,
+        prompt: str,
+        use_cache: bool,
+        kwargs: dict[str, Any] | None,
+        key: bytes | None,
+        plan: tuple[Model, ...] | None,
+        deadline: float | None,
+    ) -> str:
+        """generate(deadline=) after its cache miss (the native generate sends it here, so
+        that a request without one pays nothing for it)."""
+        if deadline is None:
+            return self._generate_slow(prompt, use_cache, kwargs, key, plan)
+        return _drive_sync.complete(self, prompt, kwargs, key, plan, None, deadline)[0].text
+
     generate_response = _documented(
         _drive_sync.generate_response,
         """Like :meth:`generate`, but returns a :class:`GenerationResult`: the text and how
@@ -842,7 +861,7 @@ class LLMManager(ManagerCore):
                     hub.states[d.key] = d.core.breaker.state
                 for m in self._models.values():
                     m.watch(True)
-                self._Walk = ObservedWalk
+                self._Walk, self._Timed = ObservedWalk, ObservedTimed
                 self.__dict__.update(observed_methods(self, hub))
             hub.callbacks = (*hub.callbacks, callback)
         return Subscription(self, callback)
@@ -872,6 +891,7 @@ class LLMManager(ManagerCore):
             for name in OBSERVED:
                 self.__dict__.pop(name, None)
             self.__dict__.pop("_Walk", None)
+            self.__dict__.pop("_Timed", None)
             self.__dict__.pop("_hub", None)
             if self._settings.default_deadline is not None:
                 self._bind_deadline()

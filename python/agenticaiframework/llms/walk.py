@@ -68,7 +68,6 @@ from .deployments import decide_deployment
 from .errors import (
     AllModelsFailedError,
     CircuitBreakerOpenError,
-    DeadlineExceededError,
     QuotaExhaustedError,
     RateLimitedError,
     StreamInterruptedError,
@@ -80,6 +79,7 @@ from .workers import WorkersBusyError
 if TYPE_CHECKING:
     from .._native import Record, Reservation
     from .deployments import Group
+    from .errors import DeadlineExceededError
     from .manager import LLMManager
     from .models import Model
 
@@ -109,7 +109,10 @@ class Attempt:
 
 
 class Walk:
-    """One request's walk along its route (the active model, then the fallback chain)."""
+    """One request's walk along its route (the active model, then the fallback chain).
+
+    A request with a deadline walks as ``deadline.Timed``, this walk with the deadline's
+    checks around its steps; a walk without one pays nothing for them."""
 
     __slots__ = (
         "attempt",
@@ -135,6 +138,15 @@ class Walk:
         "tried",
     )
 
+    # Whether this walk is a ``deadline.Timed`` (the drivers' fast branch asks): a class
+    # attribute, so a walk without a deadline sets nothing for it. The deadline's slots
+    # ("budget", "deadline", "expired") live here, unset, so that Timed and ObservedWalk
+    # combine (events.ObservedTimed).
+    timed = False
+    budget: float
+    deadline: float
+    expired: bool
+
     def __init__(
         self,
         m: LLMManager,
@@ -149,13 +161,8 @@ class Walk:
         ``prompt``: for the rate limits' token estimate (ratelimit.py); a walk whose first
         try was inline never meets a limit (a model with one is watched). ``dl``: the
         request's deadline, ``(seconds it was given, when it ends on the manager's
-        clock)``, or None."""
+        clock)``, or None: read by ``deadline.Timed``, the walk of a request with one."""
         self.m = m
-        self.budget: float | None = None
-        self.deadline: float | None = None
-        if dl is not None:
-            self.budget, self.deadline = dl
-        self.expired = False
         self.plan = plan
         self.kwargs = kwargs
         self.prompt = prompt
@@ -182,8 +189,6 @@ class Walk:
     def next(self) -> Model | None:
         """The model to call now, its permit taken; None when the route is exhausted."""
         plan = self.plan
-        if self.deadline is not None and self._out_of_time():
-            return None
         while self.i < len(plan):
             model = self.model = plan[self.i]
             group = model.group
@@ -234,13 +239,6 @@ class Walk:
                 self.t0 = token  # the walk's first attempt starts the request's clock
             self.attempt += 1
             self.attempts += 1
-            if self.deadline is not None:
-                # What is left reaches the model: the adapters pass it to the SDK.
-                left = self.left()
-                t = self.kwargs.get("timeout")
-                if isinstance(t, (int, float)) and not isinstance(t, bool):
-                    left = min(float(t), left)
-                self.kwargs["timeout"] = left
             return model
         return None
 
@@ -250,20 +248,9 @@ class Walk:
         model, token = self.model, self.token
         self.token = 0
         self.errors.append((model.name, exc))
-        if self.deadline is not None and isinstance(exc, TimeoutError) and self._past():
-            # Cut at the request's deadline, not the model's failure: no breaker count.
-            model.core.cancel(token)
-            for o in model.observers:
-                o.observe(model, None)
-            self._release()
-            self.expired = True
-            return None
         if isinstance(exc, WorkersBusyError):
             # Never started: not the model's failure. Its permit goes back; next model.
-            model.core.cancel(token)
-            for o in model.observers:
-                o.observe(model, None)
-            self._release()
+            self.cut(model, token)
             logger.warning("%s", str(exc))
             if model.group is not None:
                 self.refused |= model.bit  # another deployment's workers may be free
@@ -297,34 +284,29 @@ class Walk:
                 self.tried,
                 self.refused,
             )
-        if wait is not None and self.deadline is not None and wait >= self.left():
-            wait = None  # a wait past the deadline: the next model, at once
         if wait is None:
             self._move_on()
         return wait
 
+    def cut(self, model: Model, token: int) -> None:
+        """The open attempt ended without an outcome of the model's (cut short, never
+        started): its permit and reservation go back, no breaker count."""
+        model.core.cancel(token)
+        for o in model.observers:
+            o.observe(model, None)
+        self._release()
+
     def left(self) -> float:
-        """Seconds left of the request's deadline (a tiny positive value at the least: an
-        attempt limit of 0 would mean none); inf without one."""
-        d = self.deadline
-        return math.inf if d is None else remaining(self.m, d)
+        """Seconds left of the request's deadline: none here (``deadline.Timed``)."""
+        return math.inf
+
+    def past(self) -> bool:
+        """Whether the request's deadline has passed: never here (``deadline.Timed``)."""
+        return False
 
     def limit(self, timeout: float | None, model: Model) -> float | None:
-        """An attempt's time limit: its own (``timeout``, else the model's), cut to what
-        is left of the deadline."""
-        own: float | None = model.timeout if timeout is None else timeout
-        if self.deadline is None:
-            return own
-        left = self.left()
-        return left if own is None else min(own, left)
-
-    def _past(self) -> bool:
-        return self.deadline is not None and self.m._clock() >= self.deadline
-
-    def _out_of_time(self) -> bool:
-        if self._past():
-            self.expired = True
-        return self.expired
+        """An attempt's time limit: its own (``timeout``), else the model's."""
+        return model.timeout if timeout is None else timeout
 
     def restart(self) -> None:
         """The open attempt really starts now (it waited for a worker)."""
@@ -355,10 +337,8 @@ class Walk:
         """``succeeded`` for a plain str answer: the usage estimate, the model's, breaker's
         and request's counts and the record, in one native call."""
         m = self.model
-        rec = m.core.answered_after(self.token, prompt, text, self.retries, self.fallbacks)
-        if self.retries or self.fallbacks:
-            # (Without either, the native booking timed the request: it was one attempt.)
-            self.m._mstats.record_request_since(self.t0)
+        # The request's latency too, from its first attempt's token (t0).
+        rec = m.core.answered_after(self.token, prompt, text, self.retries, self.fallbacks, self.t0)
         for o in m.observers:
             o.observe(m, True)
         if self.reservation is not None:
@@ -390,8 +370,6 @@ class Walk:
         every model was refused by its rate limits and the manager's ``max_queue_wait``
         leaves room for that wait; else None (``exhausted()`` follows)."""
         m = self.m
-        if self.expired:
-            return None
         budget = m.max_queue_wait
         if not budget and self.errors and ratelimit.pending(self.errors):
             budget = ratelimit.PENDING_WAIT
@@ -410,18 +388,8 @@ class Walk:
         return wait
 
     def exhausted(self) -> AllModelsFailedError | DeadlineExceededError:
-        self.finished = True
-        self.m._mstats.record_failure(self.retries, self.fallbacks)
-        if self.t0:
-            self.m._mstats.record_request_since(self.t0)
+        self._failed_request()
         errors = self.errors
-        if self.expired:
-            self.m._mstats.record_deadline_exceeded()
-            late = DeadlineExceededError(errors, self.budget or 0.0)
-            if errors:
-                late.__cause__ = errors[-1][1]
-            logger.error("%s", str(late))
-            return late
         soonest = ratelimit.capacity_returns(errors)
         err = (
             AllModelsFailedError(errors)
@@ -433,16 +401,18 @@ class Walk:
         logger.error("%s", str(err))  # text only: a kept record must not pin the traceback
         return err
 
+    def _failed_request(self) -> None:
+        self.finished = True
+        self.m._mstats.record_failure(self.retries, self.fallbacks)
+        if self.t0:
+            self.m._mstats.record_request_since(self.t0)
+
     def abandon(self) -> None:
         """A BaseException (cancellation, KeyboardInterrupt, an abandoned stream): the
         open attempt's permit goes back, and the request is counted cancelled, once."""
         if self.token:
-            model = self.model
-            model.core.cancel(self.token)
-            self.token = 0
-            for o in model.observers:
-                o.observe(model, None)
-            self._release()
+            token, self.token = self.token, 0
+            self.cut(self.model, token)
         if not self.finished:
             self.finished = True
             self.m._mstats.record_cancelled(self.retries, self.fallbacks)
@@ -496,14 +466,12 @@ class Walk:
         model, token = self.model, self.token
         self.token = 0
         self.errors.append((model.name, exc))
-        late = self.deadline is not None and isinstance(exc, TimeoutError) and self._past()
+        late = isinstance(exc, TimeoutError) and self.past()
         if late or isinstance(exc, WorkersBusyError):
             # Cut at the deadline, or never started: not the model's failure.
-            model.core.cancel(token)
-            for o in model.observers:
-                o.observe(model, None)
-            self._release()
-            self.expired = self.expired or late
+            self.cut(model, token)
+            if late:
+                self.expired = True
             return
         opened = model.core.failure(token)
         for o in model.observers:
@@ -531,12 +499,8 @@ class Walk:
         """The open attempt ends without an outcome (a hedge's loser, cancelled): its
         permit and reservation go back, ``cancelled`` +1 for its model, no failure."""
         if self.token:
-            model = self.model
-            model.core.cancel(self.token)
-            self.token = 0
-            for o in model.observers:
-                o.observe(model, None)
-            self._release()
+            token, self.token = self.token, 0
+            self.cut(self.model, token)
 
     # ------------------------------------------------------------------ helpers
 
