@@ -713,14 +713,15 @@ def render(res: dict[str, Any]) -> None:
 
 
 def kept_fleet_section() -> str:
-    """The sections `make bench-fleet-compare` (fleet.py) and `make bench-quota-compare`
-    (quota.py) write, kept as they are, in that order."""
+    """The sections `make bench-fleet-compare` (fleet.py), `make bench-quota-compare`
+    (quota.py) and `make bench-load` (load.py) write, kept as they are, in that order."""
     import fleet
+    import load
     import quota
 
     doc = DOC.read_text() if DOC.exists() else ""
     kept = ""
-    for mod in (fleet, quota):
+    for mod in (fleet, quota, load):
         begin, end = mod.BEGIN, mod.END
         if begin in doc and end in doc:
             kept += "\n" + begin + doc.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
