@@ -1,7 +1,8 @@
 """The open-loop load benchmark (benches/compare/load.py) in its quick mode, so that its code
 never rots: the bare call and ours, every shape and scenario, at one low rate, one round.
 The figures come from ``make bench-load``; here only what every run must satisfy is checked:
-every request answered, none saturated, the cache's repeats hit."""
+no request failed, every request of a run that kept up was answered, the cache's repeats
+hit. Whether a run kept up (saturated) depends on the machine's load: not asserted."""
 
 from __future__ import annotations
 
@@ -49,10 +50,13 @@ def test_load_quick(monkeypatch: pytest.MonkeyPatch, benchmark: Any) -> None:
         assert (shape, "bare", "first_try") in seen
         assert {(shape, "ours", s) for s in scenarios} <= seen
     for r in rows:
-        assert r["errors"] == 0 and r["saturated"] == 0, r
+        assert r["errors"] == 0, r
     for run_ in res["runs"]:
         out = run_["out"]
         for sc, x in out["scenarios"].items():
+            assert x["completed"] > 0, (run_["shape"], run_["side"], sc, x)
+            if x["saturated"]:
+                continue  # stopped early: what was cancelled is not an answer
             assert x["completed"] == x["offered"], (run_["shape"], run_["side"], sc, x)
             if run_["side"] == "ours" and sc == "cache30":
                 # 200 warm prompts + 100 warm-up requests miss; then ~30% of the run hits.

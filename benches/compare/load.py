@@ -327,7 +327,7 @@ def headline(rows: list[dict[str, Any]]) -> list[str]:
 def section(res: dict[str, Any], notes: str = "") -> str:
     rows = summarize(res)
     m = res["machine"]
-    o = next((r["out"] for r in res["runs"] if r["side"] == "ours"), {})
+    o: dict[str, Any] = next((r["out"] for r in res["runs"] if r["side"] == "ours"), {})
     lt = next((r["out"] for r in res["runs"] if r["side"] == "litellm"), None)
     quick = " (**--quick: a smoke run, not for quoting**)" if res.get("quick") else ""
     versions = [
@@ -527,11 +527,10 @@ def main() -> None:
         write_section(section(res, notes))
         print(f"wrote {a.out}, {CHART} and the section of {DOC}; worker stderr in {log_path()}")
     elif a.quick:
-        bad = [
-            (r["shape"], r["side"], r["scenario"]) for r in rows if r["errors"] or r["saturated"]
-        ]
+        # Errors only: whether a run kept up is the machine's business, not the code's.
+        bad = [(r["shape"], r["side"], r["scenario"]) for r in rows if r["errors"]]
         if bad:
-            raise SystemExit(f"quick run: errors or saturation in {bad}")
+            raise SystemExit(f"quick run: errors in {bad}")
     sys.stdout.flush()
 
 
