@@ -8,8 +8,9 @@ BUILD_STAMP := $(VENV)/.build-deps
 # per optional dependency.
 MATURIN := PIP_QUIET=1 VIRTUAL_ENV=$(VENV) $(BIN)/maturin
 
-.PHONY: bench-hedging demo demo-fleet test build develop wheel lint unasync stubtest wheel-check rust-test rust-loom \
-	py-test fmt clean bench-compare bench-fleet-compare bench-quota-compare redis-server
+.PHONY: demo demo-fleet test build develop wheel lint unasync stubtest wheel-check rust-test rust-loom \
+	py-test py-versions fmt clean bench-compare bench-fleet-compare bench-quota-compare bench-load \
+	bench-hedging redis-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -109,9 +110,24 @@ wheel-check: $(STAMP)
 	target/wheel-venv/bin/pip install -q target/wheels/*.whl
 	cd /tmp && $(abspath target/wheel-venv)/bin/python -c "import agenticaiframework._native as n, agenticaiframework.llms as l, importlib.resources as r; assert r.files('agenticaiframework').joinpath('py.typed').is_file() and r.files('agenticaiframework').joinpath('_native.pyi').is_file(); print('wheel ok:', n.__file__)"
 
-test: redis-server rust-test rust-loom lint stubtest py-test wheel-check
+# The one abi3 wheel (wheel-check's) on every other CPython >= 3.10 found here (pyenv's
+# versions, python3.X on PATH; scripts/interpreters.sh), each in its own venv under target/:
+# the smoke subset below (examples, the manager's API, sync and async paths, streams, the
+# walk, messages, errors, single-flight, the native metrics, fork). The whole suite runs on
+# .venv's interpreter (py-test). An absent interpreter is skipped with a line saying so.
+SMOKE_TESTS := tests/test_examples.py tests/test_manager_api.py tests/test_manager.py \
+	tests/test_async.py tests/test_async_paths.py tests/test_stream.py tests/test_walk.py \
+	tests/test_messages.py tests/test_programming_errors.py tests/test_singleflight.py \
+	tests/test_metrics_native.py tests/test_fork_native.py tests/test_deadlines.py \
+	tests/test_hedging.py
+py-versions: wheel-check
+	scripts/interpreters.sh "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
+		$(SMOKE_TESTS)
+
+test: redis-server rust-test rust-loom lint stubtest py-test wheel-check py-versions
 	@echo "make test: every step passed (cargo test, loom, clippy, fmt, ruff, mypy --strict," \
-		"stubtest, pytest, benches in quick mode, the wheel installed and imported)"
+		"stubtest, pytest, benches in quick mode, the wheel installed and imported, the" \
+		"smoke tests on the other CPython versions found)"
 
 fmt: $(STAMP)
 	cargo fmt
@@ -167,6 +183,18 @@ bench-quota-compare: build $(BENCH_VENVS)/litellm/.stamp
 # section, benches/hedging.png and benches/hedging_results.json. matplotlib: the ours venv's.
 bench-hedging: build $(BENCH_VENVS)/ours/.stamp
 	$(BENCH_VENVS)/ours/bin/python benches/hedging_sim.py --write
+
+# Open-loop load (issue 20; benches/compare/load.py): Poisson arrivals at a ladder of rates,
+# each request timed from its scheduled start, through the bare `await model()`, ours
+# (agenerate; generate from 8 / 32 threads) and LiteLLM Router, against one async model
+# with a fixed simulated network delay; one subprocess per side per rate, sides rotated,
+# LOAD_ROUNDS rounds. Writes the marked section of BENCHMARKS.md (bench-compare keeps it),
+# benches/compare/load_results.json and load.png (~15 minutes). The driver runs in
+# .bench-venvs/ours for matplotlib; the bare call and ours run in .venv (the working tree).
+LOAD_ROUNDS ?= 3
+bench-load: build $(BENCH_VENVS)/ours/.stamp $(BENCH_VENVS)/litellm/.stamp
+	$(BENCH_VENVS)/ours/bin/python benches/compare/load.py --rounds $(LOAD_ROUNDS) --write \
+		--notes benches/compare/load_notes.md
 
 clean:
 	rm -rf target $(VENV) python/agenticaiframework/*.so

@@ -713,18 +713,14 @@ def render(res: dict[str, Any]) -> None:
 
 
 def kept_fleet_section() -> str:
-    """The sections `make bench-fleet-compare` (fleet.py) and `make bench-quota-compare`
-    (quota.py) write, kept as they are, in that order."""
-    import fleet
-    import quota
+    """Every section another make target writes (``<!-- NAME: begin -->`` to
+    ``<!-- NAME: end -->``: fleet.py, quota.py, load.py, hedging_sim.py,
+    retry_budget_sim.py), kept as it is, in the order found."""
+    import re
 
     doc = DOC.read_text() if DOC.exists() else ""
-    kept = ""
-    for mod in (fleet, quota):
-        begin, end = mod.BEGIN, mod.END
-        if begin in doc and end in doc:
-            kept += "\n" + begin + doc.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
-    return kept
+    marked = re.compile(r"(<!-- ([\w-]+): begin -->.*?<!-- \2: end -->)", re.S)
+    return "".join("\n" + m.group(1) + "\n" for m in marked.finditer(doc))
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._compat import wait_for
 from ._io_sync import close_quietly as close_sync
 from .singleflight import Flight
 from .workers import SyncPool
@@ -36,7 +37,7 @@ async def call(
         started = None if walk is None else walk.restart
         return await model.sync_pool().run(model.fn, (prompt, kwargs), limit, started)
     coro = model.fn(prompt, kwargs)
-    return await (coro if limit is None else asyncio.wait_for(coro, limit))
+    return await (coro if limit is None else wait_for(coro, limit))
 
 
 async def sleep(m: LLMManager, seconds: float) -> None:
@@ -52,14 +53,14 @@ async def pull(m: LLMManager, it: AsyncIterator[Any], ends: float | None) -> Any
     try:
         if ends is None:
             return await it.__anext__()
-        return await asyncio.wait_for(it.__anext__(), max(ends - m._clock(), 1e-6))
+        return await wait_for(it.__anext__(), max(ends - m._clock(), 1e-6))
     except StopAsyncIteration:
         return END
 
 
 async def bounded(opening: Awaitable[T], limit: float | None) -> T:
     """Opening a stream (up to its first chunk) within the attempt's timeout."""
-    return await (opening if limit is None else asyncio.wait_for(opening, limit))
+    return await (opening if limit is None else wait_for(opening, limit))
 
 
 def items(model: Model, prompt: str, kw: dict[str, Any]) -> AsyncIterator[Any] | None:

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._compat import wait_for
 from .errors import NonRetryableError
 from .singleflight import Flight, blocks_own_loop
 from .workers import run_blocking
@@ -37,7 +38,7 @@ def call(
         coro = model.fn(prompt, kwargs)
         if limit is None:
             limit = model.timeout
-        return run_blocking(coro if limit is None else asyncio.wait_for(coro, limit))
+        return run_blocking(coro if limit is None else wait_for(coro, limit))
     raise NonRetryableError(
         f"model {model.name!r} is async: inside an event loop, call agenerate()"
     )

@@ -22,6 +22,7 @@ from contextvars import ContextVar, Token
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from . import _fork
+from ._compat import wait_for
 
 T = TypeVar("T")
 
@@ -149,7 +150,7 @@ class SingleFlight(Generic[T]):
                 fut = loop.create_future()
                 flight.waiters.append((loop, fut))
         if fut is not None:
-            await (fut if timeout is None else asyncio.wait_for(fut, timeout))
+            await (fut if timeout is None else wait_for(fut, timeout))
         return flight.outcome()
 
 

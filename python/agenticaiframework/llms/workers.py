@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import _fork
+from ._compat import wait_for
 from .errors import LLMError
 
 DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor size
@@ -160,7 +161,7 @@ class SyncPool:
                 on_start()
         if limit is None:
             return await job.done
-        return await asyncio.wait_for(job.done, limit)
+        return await wait_for(job.done, limit)
 
     async def _wait_start(self, job: _Job, limit: float | None) -> None:
         assert job.started is not None
@@ -168,15 +169,15 @@ class SyncPool:
             if limit is None:
                 await job.started
             else:
-                await asyncio.wait_for(asyncio.shield(job.started), limit)
+                await wait_for(asyncio.shield(job.started), limit)
         except BaseException as exc:
             with self._lock:
                 if job.state == 0:
                     job.state = 2  # never started: the worker that pops it skips it
-                    if isinstance(exc, asyncio.TimeoutError):
+                    if isinstance(exc, TimeoutError):
                         raise WorkersBusyError(self.name, self.size) from None
                     raise
-            if not isinstance(exc, asyncio.TimeoutError):
+            if not isinstance(exc, TimeoutError):
                 raise
             # Started just as the wait ran out: it is running, so wait for it as usual.
 
