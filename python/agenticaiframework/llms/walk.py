@@ -31,6 +31,7 @@ event                       model (``get_model_info``)          request (``get_m
 ``failed(exc)``             ``failures`` +1, latency; breaker   --
                             failure (may open it)
 ``failed(WorkersBusy)``     ``cancelled`` +1, permit back       --
+``failed``: budget denies   (as ``failed``)                     ``retries_denied`` +1
 ``first_chunk()``           time to first chunk                 --
 ``succeeded(record)``,      ``successes`` +1, latency, tokens;  ``successful`` +1,
 ``answered(prompt, text)``
@@ -54,7 +55,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from . import _secrets, ratelimit
+from . import _secrets, ratelimit, retry_budget
 from .deployments import decide_deployment
 from .errors import (
     AllModelsFailedError,
@@ -276,6 +277,10 @@ class Walk:
             )
         if wait is not None and self.deadline is not None and wait >= self.left():
             wait = None  # a wait past the deadline: the next model, at once
+        if wait is not None and m._retry_budget is not None:
+            # A retry (or a move to another deployment) the budget denies: the next model.
+            if not retry_budget.allow(m, model, m._retry_budget):
+                wait = None
         if wait is None:
             self._move_on()
         return wait
