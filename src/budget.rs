@@ -191,14 +191,15 @@ impl Budget {
         // The oldest sample in the window, and the newest before it: (stamp, base).
         let mut inside: Option<(u64, u64)> = None;
         let mut before: Option<(u64, u64)> = None;
-        // Of two samples in one slot the older is the one more requests have come since.
+        // Of two samples in one slot the older is the one more requests have come since:
+        // the oldest inside the window, the newest before it.
         let mut note = |st: u64, base: u64| {
             let age = diff(requests, base);
             if st >= first {
                 if inside.is_none_or(|(s, b)| st < s || (st == s && age > diff(requests, b))) {
                     inside = Some((st, base));
                 }
-            } else if before.is_none_or(|(s, _)| st > s) {
+            } else if before.is_none_or(|(s, b)| st > s || (st == s && age < diff(requests, b))) {
                 before = Some((st, base));
             }
         };

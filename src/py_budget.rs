@@ -13,8 +13,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Times are ns since the clock's origin plus this bias (a clock read before its origin
-/// is still positive), as in py_limiter.rs.
+/// Times are ns since the clock's origin plus about this bias (a clock read before its
+/// origin is still positive), as in py_limiter.rs; rounded down to a whole number of
+/// slots, so that an injected clock's 0 starts a slot.
 const BIAS: u64 = 1 << 62;
 /// The largest share: Finagle's bound (1000 retries per request).
 const MAX_SHARE: f64 = 1000.0;
@@ -55,6 +56,7 @@ pub struct RetryBudget {
     core: Budget,
     clock: Clock,
     origin: f64,
+    bias: u64,
     stats: Option<Py<ManagerStats>>,
     own: AtomicU64,
     share: f64,
@@ -66,10 +68,10 @@ impl RetryBudget {
     #[inline]
     fn now(&self, py: Python<'_>) -> PyResult<u64> {
         match &self.clock {
-            Clock::Native => Ok(clock::now_ns().saturating_add(BIAS)),
+            Clock::Native => Ok(clock::now_ns().saturating_add(self.bias)),
             c => {
                 let ns = ((c.now(py)? - self.origin) * 1e9).round() as i64;
-                Ok((BIAS as i64).saturating_add(ns).max(0) as u64)
+                Ok((self.bias as i64).saturating_add(ns).max(0) as u64)
             }
         }
     }
@@ -125,10 +127,13 @@ impl RetryBudget {
             Clock::Native => 0.0,
             ref c => c.now(py)?,
         };
+        let window_ns = (window * 1e9).round() as u64;
+        let width = Budget::new(0.0, 0.0, window_ns, 0, 0).slot_ns();
         let mut b = RetryBudget {
             core: Budget::new(0.0, 0.0, 1, 0, 0),
             clock,
             origin,
+            bias: BIAS / width * width,
             stats,
             own: AtomicU64::new(0),
             share,
@@ -136,7 +141,6 @@ impl RetryBudget {
             window,
         };
         let now = b.now(py)?;
-        let window_ns = (window * 1e9).round() as u64;
         b.core = Budget::new(share, floor * window, window_ns, now, b.requests());
         Ok(b)
     }
