@@ -9,7 +9,7 @@ BUILD_STAMP := $(VENV)/.build-deps
 MATURIN := PIP_QUIET=1 VIRTUAL_ENV=$(VENV) $(BIN)/maturin
 
 .PHONY: demo demo-fleet test build develop wheel lint unasync stubtest wheel-check rust-test rust-loom \
-	py-test fmt clean bench-compare bench-fleet-compare bench-quota-compare redis-server
+	py-test fmt clean bench-compare bench-fleet-compare bench-quota-compare bench-retry-budget redis-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -161,6 +161,13 @@ QUOTA_RPM ?= 100
 bench-quota-compare: build $(BENCH_VENVS)/litellm/.stamp
 	$(BIN)/python benches/compare/quota.py --span $(QUOTA_SPAN) --rate $(QUOTA_RATE) \
 		--rpm $(QUOTA_RPM) --write
+
+# The retry budget under an outage (issue 18; benches/retry_budget_sim.py): 1,000 clients
+# of one manager on a virtual clock, the primary down for 30 simulated seconds, with and
+# without retry_budget=0.2; writes the marked section of BENCHMARKS.md and
+# benches/retry_budget.png (matplotlib from .bench-venvs/ours; ~2 minutes).
+bench-retry-budget: build $(BENCH_VENVS)/ours/.stamp
+	$(BENCH_VENVS)/ours/bin/python benches/retry_budget_sim.py --write
 
 clean:
 	rm -rf target $(VENV) python/agenticaiframework/*.so

@@ -62,9 +62,7 @@ def manager(clock: Clock, **kw: Any) -> tuple[LLMManager, list[float]]:
     kw.setdefault("max_retries", 2)  # two attempts per model: one retry each
     kw.setdefault("failure_threshold", 10_000)  # the breaker out of the way
     kw.setdefault("backoff_base", 0.0)  # retries at the same instant: one window
-    m = LLMManager(
-        clock=clock, sleep=sleep, async_sleep=async_sleep, enable_caching=False, **kw
-    )
+    m = LLMManager(clock=clock, sleep=sleep, async_sleep=async_sleep, enable_caching=False, **kw)
     return m, slept
 
 
@@ -85,7 +83,7 @@ def counts(m: LLMManager) -> tuple[int, int, int]:
 
 def test_retries_add_at_most_their_share_of_the_requests() -> None:
     clock = Clock()
-    m, slept = manager(clock, retry_budget=0.2, min_retries_per_second=0)
+    m, _ = manager(clock, retry_budget=0.2, min_retries_per_second=0)
     primary, fallback = down(clock), Script(clock)
     route(m, primary, fallback)
     for i in range(100):
@@ -218,7 +216,7 @@ def test_streams_are_budgeted_too() -> None:
 
 def test_async_requests_share_the_budget_exactly() -> None:
     clock = Clock()
-    m, slept = manager(clock, retry_budget=0.2, min_retries_per_second=0)
+    m, _ = manager(clock, retry_budget=0.2, min_retries_per_second=0)
     calls = {"primary": 0, "fallback": 0}
 
     async def primary(prompt: str, kwargs: dict[str, Any]) -> str:
@@ -386,12 +384,16 @@ class PlainBudget:
         for st_, base in samples:
             age = _diff(req, base)
             if st_ >= first:
-                if inside is None or st_ < inside[0] or (
-                    st_ == inside[0] and age > _diff(req, inside[1])
+                if (
+                    inside is None
+                    or st_ < inside[0]
+                    or (st_ == inside[0] and age > _diff(req, inside[1]))
                 ):
                     inside = (st_, base)
-            elif before is None or st_ > before[0] or (
-                st_ == before[0] and age < _diff(req, before[1])
+            elif (
+                before is None
+                or st_ > before[0]
+                or (st_ == before[0] and age < _diff(req, before[1]))
             ):
                 before = (st_, base)
         if inside is not None and before is not None and inside[0] > first:
@@ -457,9 +459,7 @@ def test_the_native_window_matches_a_plain_model(
 def fleet_manager(url: str, clock: Clock, ns: str) -> LLMManager:
     from agenticaiframework.llms.fleet import Fleet
 
-    m, _ = manager(
-        clock, redis=Fleet.from_url(url, ns), retry_budget=0.5, min_retries_per_second=0
-    )
+    m, _ = manager(clock, redis=Fleet.from_url(url, ns), retry_budget=0.5, min_retries_per_second=0)
     return m
 
 
