@@ -108,8 +108,8 @@ def section(s: Scenario, runs: tuple[Run, Run], seconds: float) -> str:
         f"the fallback answers after {s.fallback_latency * 1000:g} ms.",
         f"- `max_retries={s.max_retries}` (attempts per model), backoff "
         f"{s.backoff_base:g} s doubling to {s.backoff_max:g} s, full jitter. The breaker "
-        f"is kept out of the way (it opens only after its maximum of failures in a row, "
-        f"and lets every attempt through as a trial at once): this measures what retries "
+        f"is kept out of the way (its threshold at the maximum, 16,383 failures in a row, "
+        f"and reset every simulated second: it never opens): this measures what retries "
         f"do before, or without, a breaker opening (many processes, each its own breaker; "
         f"failures a breaker does not count).",
         "- Attempts are counted per request, by the second the request started in.",
@@ -140,6 +140,12 @@ def section(s: Scenario, runs: tuple[Run, Run], seconds: float) -> str:
         f"a budget); the window then holds those retries until they age out, and retries "
         f"are denied until then. Once the window holds only the outage "
         f"(the last {hi - lo - 10:g} s), {on.per_request(lo + 10, hi):.3f}.",
+        "- The spike comes back every 10 s: the retries of one spike leave the window "
+        "together, and the budget they free is spent in the next second by the requests "
+        "failing then. That is the sliding window's (and Finagle's) nature under a "
+        "demand that always exceeds it; the average holds, the peaks are as high as "
+        "without a budget for one second in ten. (Capping each second's retries at a "
+        "share of the window's would smooth them, at the price of a stricter budget.)",
         "- A denied retry goes to the fallback at once instead of waiting out a backoff, "
         "so requests also end sooner (more requests per second from the same clients).",
         "- Attempts in all include the fallback's one: a request of the outage costs "

@@ -76,9 +76,15 @@ fn retries_of(w: u64) -> u64 {
     w & RETRY_MAX
 }
 
-/// `a - b` for counts mod 2^40.
+/// `a - b` for counts mod 2^40; 0 when `a` is behind `b` (a difference past 2^39: the
+/// counter was reset, or read a moment lower than a sample), never a huge count.
 fn diff(a: u64, b: u64) -> u64 {
-    a.wrapping_sub(b) & COUNT_MASK
+    let d = a.wrapping_sub(b) & COUNT_MASK;
+    if d >= 1 << (COUNT_BITS - 1) {
+        0
+    } else {
+        d
+    }
 }
 
 impl Budget {
@@ -311,6 +317,20 @@ mod tests {
         assert!(!b.try_withdraw(0, 0));
         assert!(!b.try_withdraw(25 * S, 0));
         assert!(b.try_withdraw(30 * S, 0));
+    }
+
+    #[test]
+    fn a_counter_going_back_counts_no_requests() {
+        let b = budget(0.5, 0.0);
+        assert_eq!(b.window(0, 100).requests, 100);
+        assert!(b.try_withdraw(0, 100));
+        // reset_metrics(): the total restarts from 0. The window counts the 3 since the
+        // sample before it (the construction's), not 2^40 - 97 from the one of 100.
+        assert_eq!(b.window(S, 3).requests, 3);
+        assert!(
+            !b.try_withdraw(S, 3),
+            "1 retry spent; 0.5 of 3 leaves no room"
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! `RetryBudget`: the Python face of the retry budget (src/budget.rs).
 //!
-//! The requests it budgets against are read from a `ManagerStats`' `total_requests`
-//! (the manager counts every request natively already: a first try pays nothing for the
-//! budget), or, without one, from its own counter moved by `deposit()`.
+//! The requests it budgets against are read from a `ManagerStats`: `total_requests`
+//! less `cache_hits` (the manager counts every request natively already: a first try
+//! pays nothing for the budget), or, without one, from its own counter moved by
+//! `deposit()`.
 
 use crate::budget::Budget;
 use crate::clock;
@@ -79,7 +80,13 @@ impl RetryBudget {
     #[inline]
     fn requests(&self) -> u64 {
         match &self.stats {
-            Some(s) => s.get().c.get(m::REQUESTS),
+            Some(s) => {
+                // Requests that missed the L1 cache: those a retry could be of. Hits read
+                // first (a hit counts its request before its hit), so never above.
+                let c = &s.get().c;
+                let hits = c.get(m::HITS);
+                c.get(m::REQUESTS).saturating_sub(hits)
+            }
             None => self.own.load(Ordering::Acquire),
         }
     }

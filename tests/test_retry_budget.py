@@ -142,6 +142,43 @@ def test_old_requests_leave_the_window() -> None:
     assert counts(m) == (12, 1, 1)
 
 
+def test_denials_reach_prometheus() -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from agenticaiframework.llms.prometheus import LLMCollector
+
+    clock = Clock()
+    m, _ = manager(clock, retry_budget=0.0, min_retries_per_second=0)
+    route(m, down(clock), Script(clock))
+    for i in range(3):
+        m.generate(f"p{i}")
+    registry = CollectorRegistry()
+    registry.register(LLMCollector(m))
+    assert "agenticai_retries_denied_total 3.0" in generate_latest(registry).decode()
+
+
+def test_cache_hits_are_not_requests_to_the_budget() -> None:
+    clock = Clock()
+    slept: list[float] = []
+    m = LLMManager(
+        clock=clock,
+        sleep=slept.append,
+        max_retries=2,
+        backoff_base=0.0,
+        retry_budget=0.5,
+        min_retries_per_second=0,
+    )
+    route(m, Script(clock, "answer", then=ConnectionError("down")), Script(clock))
+    for _ in range(10):
+        m.generate("the same prompt")  # one miss, nine hits
+    m.generate("fails 1")  # 2 requests reached a model: room for one retry
+    m.generate("fails 2")  # 3: none more (the hits would have made room for 5)
+    met = m.get_metrics()
+    assert met["cache_hits"] == 9 and met["total_requests"] == 12
+    assert (met["total_retries"], met["retries_denied"]) == (1, 1)
+
+
 def test_a_denied_retry_moves_on_at_once() -> None:
     clock = Clock()
     m, slept = manager(clock, retry_budget=0.0, min_retries_per_second=0, backoff_base=1.0)
@@ -342,7 +379,8 @@ BIAS = 1 << 62
 
 
 def _diff(a: int, b: int) -> int:
-    return (a - b) & M40
+    d = (a - b) & M40
+    return 0 if d >= 1 << 39 else d
 
 
 def _ppm(x: float) -> int:

@@ -7,8 +7,8 @@ after ``fail_latency`` s) from ``outage[0]`` to ``outage[1]`` and answers after
 waits an exponential time of mean ``think`` between its requests (seeded). The event
 loop's clock is virtual (a sleep advances it, nothing waits for real), and the manager
 runs on it (``clock=``; its backoff sleeps are the loop's). The breaker is kept out of
-the way (opening only after its maximum of failures in a row, and letting every attempt
-through as a trial at once): what is measured is what retries do
+the way (its threshold at the maximum, 16,383 failures in a row, and reset every
+simulated second, so it never opens): what is measured is what retries do
 to a provider that is down before, or without, a breaker opening.
 
 Counted per request, by the second it started in: its upstream attempts on the primary,
@@ -24,7 +24,7 @@ import selectors
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from ._validate import MAX_FAILURE_THRESHOLD, MAX_HALF_OPEN_CALLS
+from ._validate import MAX_FAILURE_THRESHOLD
 from .errors import ProviderError
 from .manager import LLMManager
 
@@ -106,11 +106,9 @@ async def _run(s: Scenario, label: str, loop: VirtualLoop, budget: dict[str, Any
         max_retries=s.max_retries,
         enable_caching=False,
         clock=loop.time,
-        # The breaker out of the way: it would open after that many failures in a row,
-        # and at once let every attempt through again as a trial.
+        # The breaker out of the way: reset every simulated second (_keep_closed), it
+        # never reaches its threshold of failures in a row.
         failure_threshold=MAX_FAILURE_THRESHOLD,
-        recovery_timeout=0,
-        half_open_max_calls=MAX_HALF_OPEN_CALLS,
         backoff_base=s.backoff_base,
         backoff_max=s.backoff_max,
         jitter="full",
@@ -156,7 +154,12 @@ async def _run(s: Scenario, label: str, loop: VirtualLoop, budget: dict[str, Any
             if s.think:
                 await asyncio.sleep(rng.expovariate(1.0 / s.think))
 
-    await asyncio.gather(*(client(c) for c in range(s.clients)))
+    async def keep_closed() -> None:
+        while loop.time() < s.duration:
+            m.reset_circuit_breaker("primary")
+            await asyncio.sleep(1.0)
+
+    await asyncio.gather(keep_closed(), *(client(c) for c in range(s.clients)))
     run.metrics = dict(m.get_metrics())
     return run
 

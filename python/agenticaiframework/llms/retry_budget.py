@@ -18,9 +18,10 @@ What withdraws from it (each is an extra upstream attempt of one request):
 
 A move to the next model of the route (a fallback) does not: it is how a denied retry
 ends, and the route's next model is another provider. The requests it budgets against
-are the manager's native ``total_requests`` (cache hits included: they are requests the
-budget need not protect, and counting them costs nothing), read when a retry asks, so a
-request's first try pays nothing for the budget.
+are the manager's native counters, ``total_requests - cache_hits`` (a cache hit makes
+no upstream call to retry), read when a retry asks, so a request's first try pays
+nothing for the budget. ``reset_metrics()`` empties the window's requests (until it
+slides past the reset), never fills it.
 
 With ``redis=``, the budget is the fleet's (``fleet_budget.py``): each process's window
 counts are published to Redis and the others' added to its decisions.
