@@ -543,6 +543,14 @@ def test_redis_out_budgets_alone_and_fails_no_request(redis_srv: Any) -> None:
     shared, budget = busy._retry_budget, failing._retry_budget
     assert isinstance(shared, FleetBudget) and isinstance(budget, FleetBudget)
     assert shared.refresh() and budget.refresh() and budget.others() == (10, 0)
+    from redis_server import until
+
+    # Paused (answers nothing): the round trip ends at the socket timeout, alone.
+    redis_srv.pause()
+    assert not budget.refresh() and budget.degraded and budget.others() == (0, 0)
+    redis_srv.resume()
+    assert until(lambda: shared.refresh() and budget.refresh())
+    assert budget.others() == (10, 0)
     redis_srv.stop()
     assert not budget.refresh() and budget.degraded and budget.others() == (0, 0)
     route(failing, down(clock), Script(clock))
@@ -550,8 +558,6 @@ def test_redis_out_budgets_alone_and_fails_no_request(redis_srv: Any) -> None:
         assert failing.generate(f"fails {i}") == "ok"
     assert counts(failing) == (4, 2, 2)  # its own window alone
     redis_srv.start()
-    from redis_server import until
-
     # Back (after the fleet's outage cooldown): the sums are read again.
     assert until(lambda: shared.refresh() and budget.refresh())
     assert not budget.degraded and budget.others()[0] == 10
