@@ -10,7 +10,7 @@ MATURIN := PIP_QUIET=1 VIRTUAL_ENV=$(VENV) $(BIN)/maturin
 
 .PHONY: demo demo-fleet test build develop wheel lint unasync stubtest wheel-check rust-test rust-loom \
 	py-test py-versions fmt clean bench-compare bench-fleet-compare bench-quota-compare bench-load \
-	bench-hedging redis-server
+	bench-hedging bench-retry-budget redis-server
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -195,6 +195,13 @@ LOAD_ROUNDS ?= 3
 bench-load: build $(BENCH_VENVS)/ours/.stamp $(BENCH_VENVS)/litellm/.stamp
 	$(BENCH_VENVS)/ours/bin/python benches/compare/load.py --rounds $(LOAD_ROUNDS) --write \
 		--notes benches/compare/load_notes.md
+
+# The retry budget under an outage (issue 18; benches/retry_budget_sim.py): 1,000 clients
+# of one manager on a virtual clock, the primary down for 30 simulated seconds, with and
+# without retry_budget=0.2; writes the marked section of BENCHMARKS.md and
+# benches/retry_budget.png (matplotlib from .bench-venvs/ours; ~2 minutes).
+bench-retry-budget: build $(BENCH_VENVS)/ours/.stamp
+	$(BENCH_VENVS)/ours/bin/python benches/retry_budget_sim.py --write
 
 clean:
 	rm -rf target $(VENV) python/agenticaiframework/*.so

@@ -1,11 +1,12 @@
 //! Native hot-path state for `agenticaiframework.llms`.
 //!
-//! The pure-Rust core (`key`, `lru`, `breaker`, `limiter`, `clock`, `metrics`, `token`)
+//! The pure-Rust core (`key`, `lru`, `breaker`, `budget`, `limiter`, `clock`, `metrics`, `token`)
 //! knows nothing of Python and is tested with `cargo test --no-default-features`; the
 //! `py_*` modules are its PyO3 face.
 //! This file only registers the module.
 
 pub mod breaker;
+pub mod budget;
 pub mod clock;
 pub mod key;
 pub mod limiter;
@@ -17,6 +18,8 @@ pub mod token;
 mod py_admission;
 #[cfg(feature = "python")]
 mod py_breaker;
+#[cfg(feature = "python")]
+mod py_budget;
 #[cfg(feature = "python")]
 mod py_cache;
 #[cfg(feature = "python")]
@@ -43,6 +46,8 @@ mod py_router;
 mod _native {
     #[pymodule_export]
     use crate::py_breaker::BreakerCore;
+    #[pymodule_export]
+    use crate::py_budget::RetryBudget;
     #[pymodule_export]
     use crate::py_cache::ResponseCache;
     #[pymodule_export]

@@ -19,11 +19,12 @@ pub mod m {
     pub const FALLBACKS: usize = 8;
     pub const COALESCED: usize = 9;
     pub const DEADLINE: usize = 10;
-    pub const N: usize = 11;
+    pub const DENIED: usize = 11;
+    pub const N: usize = 12;
     /// Outcomes before starts (see `metrics`).
     pub const ORDER: [usize; N] = [
         SUCCESSES, FAILURES, CANCELLED, HITS, MISSES, RETRIES, TOKENS, FALLBACKS, COALESCED,
-        DEADLINE, REQUESTS,
+        DEADLINE, DENIED, REQUESTS,
     ];
     pub const NAMES: [&str; N] = [
         "total_requests",
@@ -37,6 +38,7 @@ pub mod m {
         "fallbacks",
         "coalesced_requests",
         "deadline_exceeded",
+        "retries_denied",
     ];
 }
 
@@ -205,6 +207,11 @@ impl ManagerStats {
     /// A failed request (counted by `record_failure`) ran out of its deadline.
     fn record_deadline_exceeded(&self) {
         self.c.finish(m::DEADLINE, 1);
+    }
+
+    /// A retry the retry budget refused (the request moved to its next model instead).
+    fn record_retry_denied(&self) {
+        self.c.finish(m::DENIED, 1);
     }
 
     /// A request ended by a BaseException (cancellation, KeyboardInterrupt).

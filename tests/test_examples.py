@@ -116,6 +116,22 @@ def test_async_demo_spans_its_outage() -> None:
     assert time.perf_counter() - t0 >= 0.5 * 0.99
 
 
+def test_retry_budget_demo_shows_the_budget_bounding_the_outage() -> None:
+    out = io.StringIO()
+    assert main(["demo", "--retry-budget"], out=out) == 0
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = {line.split()[0]: line.split() for line in lines if line.startswith(("no ", "retry_"))}
+    off, on = rows["no"], rows["retry_budget=0.2,"]
+    # Without it, every request of the outage tries the primary max_retries (3) times.
+    assert float(off[-2]) == pytest.approx(3.0, abs=0.02) and off[-1] == "0"
+    # With it, about 1.2 (20% of the requests), plus the floor (10/s of ~400/s) and the
+    # share of the healthy requests still in the window at its start; the rest denied.
+    assert 1.0 < float(on[-2]) <= 1.35 and int(on[-1].replace(",", "")) > 0
+    assert float(off[-3]) == float(on[-3]) == 1.0  # healthy: one attempt each
+
+
 def test_bare_invocation_prints_usage_and_help_has_defaults() -> None:
     out = io.StringIO()
     assert main([], out=out) == 0

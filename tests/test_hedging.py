@@ -570,3 +570,29 @@ def test_any_script_books_every_attempt_once(
         assert mt["cancelled_requests"] == 0
 
     asyncio.run(main())
+
+
+@aio
+async def test_a_hedge_spends_from_the_retry_budget() -> None:
+    """A hedge is an extra upstream call, as a retry is: without room in the retry
+    budget none starts (and it is no denied retry); with room, it does."""
+    tl = Timeline()
+    m = manager(tl, hedge_after=0.8, retry_budget=0.01, min_retries_per_second=0)
+    a, b = Scripted(tl, (5.0, "A")), Scripted(tl, (0.1, "B"))
+    route(m, a=a, b=b)
+    task = asyncio.ensure_future(m.agenerate("p"))
+    await tl.to(5.0)
+    assert await task == "A"
+    assert b.started == []
+    assert counts(m, "b") == (0, 0, 0, 0, 0, 0)
+    mt = m.get_metrics()
+    assert (mt["fallbacks"], mt["retries_denied"]) == (0, 0)
+
+    tl2 = Timeline()
+    m2 = manager(tl2, hedge_after=0.8, retry_budget=0.2, min_retries_per_second=10)
+    a2, b2 = Scripted(tl2, (5.0, "A")), Scripted(tl2, (0.1, "B"))
+    route(m2, a=a2, b=b2)
+    task2 = asyncio.ensure_future(m2.agenerate("p"))
+    await tl2.to(0.9)
+    assert await task2 == "B"
+    assert b2.started == [0.8]

@@ -127,6 +127,7 @@ def check_against_manager(llm: LLMManager, samples: Samples) -> None:
     assert get(samples, "agenticai_cache_entries") == m["cache_size"]
     assert get(samples, "agenticai_retries_total") == m["total_retries"]
     assert get(samples, "agenticai_fallbacks_total") == m["fallbacks"]
+    assert get(samples, "agenticai_retries_denied_total") == m["retries_denied"]
     assert get(samples, "agenticai_coalesced_requests_total") == m["coalesced_requests"]
     assert get(samples, "agenticai_fleet_errors_total") == m["fleet_errors"]
     for name in llm.list_models():

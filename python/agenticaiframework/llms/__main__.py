@@ -1,7 +1,7 @@
 """The demo: simulated providers behind a manager with a fallback chain.
 
     python -m agenticaiframework.llms demo [--requests N] [--async] [--seed S] [--openai]
-        [--prometheus PORT [--hold SECONDS]]
+        [--prometheus PORT [--hold SECONDS]] [--hedging] [--retry-budget]
 
 No API key and no network: three simulated models (one with an outage window) answer a
 stream of prompts with repeats, and the demo prints progress, then the metrics, each
@@ -13,6 +13,10 @@ llama.cpp server, ...), with the simulated local model as its fallback.
 
 ``--prometheus PORT`` serves ``/metrics`` (the ``prometheus`` extra) while the demo runs,
 on 127.0.0.1 (port 0: a free one, printed), and ``--hold SECONDS`` longer after it ends.
+
+``--retry-budget`` simulates an outage on a virtual clock instead (``_outage_sim.py``):
+200 clients, the primary down for 15 simulated seconds, primary attempts per request
+with and without ``retry_budget=0.2``.
 """
 
 from __future__ import annotations
@@ -390,10 +394,22 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         help="hedged requests (agenerate) against a heavy-tailed provider: hedging off, "
         "after a fixed delay, and p95 (default --requests: 600)",
     )
+    demo.add_argument(
+        "--retry-budget",
+        action="store_true",
+        help="simulate an outage on a virtual clock: attempts per request with and "
+        "without LLMManager(retry_budget=0.2)",
+    )
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(out)
         return 0
+    if args.retry_budget:
+        if args.fleet or args.openai or args.use_async or args.prometheus is not None:
+            parser.error("--retry-budget runs alone (no --fleet, --openai, --async, --prometheus)")
+        from ._outage_sim import run_demo
+
+        return run_demo(200, args.seed, out)
     if args.prometheus is not None and (args.fleet or not 0 <= args.prometheus <= 65535):
         parser.error("--prometheus PORT takes a port in 0..65535, without --fleet")
     if args.hold < 0 or (args.hold and args.prometheus is None):

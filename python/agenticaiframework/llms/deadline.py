@@ -70,11 +70,7 @@ class Timed(Walk):
             self.cut(model, token)
             self.expired = True
             return None
-        wait = super().failed(exc)
-        if wait is not None and wait >= self.left():
-            self._move_on()  # a wait past the deadline: the next model, at once
-            return None
-        return wait
+        return super().failed(exc)  # which turns a wait past the deadline into a move on
 
     def past(self) -> bool:
         return self.m._clock() >= self.deadline

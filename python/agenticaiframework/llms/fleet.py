@@ -34,6 +34,8 @@ cache computes). Keys that one script touches together share a Redis Cluster has
     {ns}:q:{<key>}    a deployment's shared rate limits: hash {r: requests' GCRA TAT,
                       t: tokens' TAT (us, Redis TIME), c: cooling until (us)}
     {ns}:qp:{<key>}   who leases from it: ZSET lessee id -> last lease (ms, Redis TIME)
+    {ns}:rb           the retry budget's window counts: hash member -> "requests retries
+                      expiry" (ms, Redis TIME), one member per process (fleet_budget.py)
     {ns}:events       pub/sub channel: {"v": 1, "event": "open"|"closed", "model", ...}
 
 Breaker times come from Redis's own ``TIME``, so the hosts' clocks need not agree. A
@@ -399,6 +401,34 @@ class _Script:
         self.sha = hashlib.sha1(src.encode()).hexdigest()
 
 
+# The fleet's retry budget (fleet_budget.py). KEYS: the budget's hash. ARGV: this
+# member's id, its requests and retries in the window, how long they stand (ms). Writes
+# them (with their expiry on Redis's clock), drops the members whose counts expired
+# (a process that stopped), and answers the others' sums: {requests, retries}.
+BUDGET = (
+    _NOW_US
+    + """
+local now = math.floor(now_us() / 1000)
+local ttl = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. (now + ttl))
+redis.call('PEXPIRE', KEYS[1], ttl * 4)
+local all = redis.call('HGETALL', KEYS[1])
+local req, ret = 0, 0
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[1] then
+    local a, b, e = string.match(all[i + 1], '^(%d+) (%d+) (%d+)$')
+    if e and tonumber(e) >= now then
+      req = req + tonumber(a)
+      ret = ret + tonumber(b)
+    else
+      redis.call('HDEL', KEYS[1], all[i])
+    end
+  end
+end
+return {req, ret}
+"""
+)
+
 _ADMIT = _Script(ADMIT)
 _FAILURE = _Script(FAILURE)
 _SUCCESS = _Script(SUCCESS)
@@ -407,6 +437,7 @@ _POLL = _Script(POLL)
 _FINISH = _Script(FINISH)
 _LEASE = _Script(LEASE)
 _COOL = _Script(COOL)
+_BUDGET = _Script(BUDGET)
 
 
 # ---------------------------------------------------------------------------- values
@@ -1170,6 +1201,22 @@ class Fleet:
         """Deployment ``key`` grants nothing fleet-wide for ``seconds`` from now (a
         provider's 429; a later end wins): the cooling left, or None without Redis."""
         return self._run(self._op_cool(key, seconds))
+
+    # ------------------------------------------------------------------------ retry budget
+
+    def budget_share(
+        self, member: str, requests: int, retries: int, ttl: float
+    ) -> tuple[int, int] | None:
+        """Publishes this process's retry-budget window counts (standing ``ttl``
+        seconds) and answers the other live members' sums, ``(requests, retries)``, in
+        one round trip (fleet_budget.py). None without Redis."""
+
+        def decode(raw: Any) -> tuple[int, int]:
+            return int(raw[0]), int(raw[1])
+
+        key = f"{self.namespace}:rb"
+        args = (key, member, max(int(requests), 0), max(int(retries), 0), max(_ms(ttl), 1))
+        return self._run(_Op("retry_budget", _BUDGET, args, 1, decode, None, lenient=True))
 
     # ------------------------------------------------------------------------ single-flight
 

@@ -56,6 +56,8 @@ from .models import MAX_DEPLOYMENTS, MAX_WORKERS, Model, check_prompt
 from .ratelimit import limiter_of
 from .reports import BreakerState, InferenceFn, Metrics, ModelInfo
 from .retry import Backoff, Jitter
+from .retry_budget import Budget
+from .retry_budget import build as build_budget
 from .singleflight import SingleFlight
 from .walk import Walk
 from .workers import DEFAULT_WORKERS
@@ -221,6 +223,8 @@ class LLMManager(ManagerCore):
         default_deadline: float | None = None,
         hedge_after: float | str | None = None,
         max_hedges: int = 1,
+        retry_budget: float | None = None,
+        min_retries_per_second: float | None = None,
     ) -> None:
         # Settings read off the request path live in one object: an instance past 30
         # attributes loses CPython's shared-key dict, and every ``self.x`` read on the
@@ -329,6 +333,13 @@ class LLMManager(ManagerCore):
             else None
         )
         self._mstats = self._stats
+        # Off unless asked for (retry_budget.py): set on the instance only then, so a
+        # manager without it keeps the class's None and one attribute fewer.
+        budget = build_budget(
+            retry_budget, min_retries_per_second, self._mstats, native_clock(clock), self._fleet
+        )
+        if budget is not None:
+            self._retry_budget = budget
         self._tiers = Tiers(self._cache)
         self._store = self._tiers.store  # bound once: the first try calls it
         # Admission gates asked before each breaker permit, and observers told of each
@@ -685,6 +696,7 @@ class LLMManager(ManagerCore):
     # instance while it has subscribers.
     _Walk: type[Walk] = Walk
     _Timed: type[Walk] = Timed  # a request with a deadline walks this (deadline.py)
+    _retry_budget: Budget | None = None
     _hub: Hub | None = None
     # Whether any model hedges (hedging.py): then every async request of this instance
     # walks (no inline first try) and the walk is driven by _drive_hedged.hedged.
@@ -965,7 +977,8 @@ class LLMManager(ManagerCore):
         ``cancelled_requests``, ``cache_hits``, ``cache_misses`` (twins that waited for
         one upstream call each count a miss: see ``coalesced_requests``),
         ``coalesced_requests``, ``total_retries``, ``fallbacks``, ``total_tokens``,
-        ``deadline_exceeded`` (failed requests whose deadline ran out), ``success_rate``,
+        ``deadline_exceeded`` (failed requests whose deadline ran out), ``retries_denied``
+        (retries the retry budget refused: those requests moved on), ``success_rate``,
         ``cache_hit_rate``, ``cache_size``, ``active_model``,
         ``fallback_chain``, ``l2_hits``, ``l2_misses``, ``fleet_errors`` (the fleet
         tier; 0 without ``redis=``), ``total_cost`` (USD, over the priced models) and

@@ -151,6 +151,7 @@ def _take_one(llm: LLMManager, buckets: Sequence[float], ttfc: Sequence[float]) 
             "cache_hits": {"l1": m["cache_hits"], "l2": m["l2_hits"]},
             "cache_misses": {"l1": m["cache_misses"], "l2": m["l2_misses"]},
             "retries": m["total_retries"],
+            "retries_denied": m["retries_denied"],
             "fallbacks": m["fallbacks"],
             "coalesced": m["coalesced_requests"],
             "fleet_errors": m["fleet_errors"],
@@ -243,6 +244,10 @@ class _Families:
         retries = CounterMetricFamily(
             f"{ns}_retries", "Attempts after a model's first, over finished requests."
         )
+        denied = CounterMetricFamily(
+            f"{ns}_retries_denied",
+            "Retries the retry budget refused (the request moved to its next model).",
+        )
         fallbacks = CounterMetricFamily(
             f"{ns}_fallbacks", "Moves to the next model of a route, over finished requests."
         )
@@ -294,7 +299,7 @@ class _Families:
         )
         out: list[Metric] = [req, in_flight, hits, misses, entries, retries, fallbacks]
         out += [coalesced, fleet_errors, attempts, m_retries, short, tokens, cost, breaker]
-        out += [latency, ttfc]
+        out += [latency, ttfc, denied]
         if snap is None:
             return out  # describe(): names only
         c = snap["counters"]
@@ -304,6 +309,7 @@ class _Families:
             hits.add_metric([t], c["cache_hits"][t])
             misses.add_metric([t], c["cache_misses"][t])
         retries.add_metric([], c["retries"])
+        denied.add_metric([], c.get("retries_denied", 0))  # absent in older workers' files
         fallbacks.add_metric([], c["fallbacks"])
         coalesced.add_metric([], c["coalesced"])
         fleet_errors.add_metric([], c["fleet_errors"])

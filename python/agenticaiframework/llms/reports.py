@@ -110,6 +110,7 @@ class Metrics(TypedDict):
     fallbacks: int  # moves to the next model of a route
     total_tokens: int
     deadline_exceeded: int  # failed requests that ran out of their deadline (deadline=)
+    retries_denied: int  # retries the retry budget refused: moved to the next model instead
     # Whole requests' latency in seconds (backoff, retries and fallbacks included), of
     # those that made a first try or walked a route: cache hits and coalesced twins are
     # not timed (0.0 before any).

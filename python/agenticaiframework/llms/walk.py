@@ -31,6 +31,7 @@ event                       model (``get_model_info``)          request (``get_m
 ``failed(exc)``             ``failures`` +1, latency; breaker   --
                             failure (may open it)
 ``failed(WorkersBusy)``     ``cancelled`` +1, permit back       --
+``failed``: budget denies   (as ``failed``)                     ``retries_denied`` +1
 ``first_chunk()``           time to first chunk                 --
 ``succeeded(record)``,      ``successes`` +1, latency, tokens;  ``successful`` +1,
 ``answered(prompt, text)``
@@ -63,7 +64,7 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any
 
-from . import _secrets, ratelimit
+from . import _secrets, ratelimit, retry_budget
 from .deployments import decide_deployment
 from .errors import (
     AllModelsFailedError,
@@ -284,6 +285,12 @@ class Walk:
                 self.tried,
                 self.refused,
             )
+        if wait is not None and self.timed and wait >= self.left():
+            wait = None  # a wait past the deadline (deadline.Timed): the next model, at once
+        if wait is not None and m._retry_budget is not None:
+            # A retry (or a move to another deployment) the budget denies: the next model.
+            if not retry_budget.allow(m, model, m._retry_budget):
+                wait = None
         if wait is None:
             self._move_on()
         return wait
@@ -443,16 +450,21 @@ class Walk:
         self.token, self.reservation = 0, None  # ``after`` stays open, in its handle
         model = self.model
         group = model.group
-        if group is not None and group.picker.pick(0, self.refused | model.bit) >= 0:
+        sibling = group is not None and group.picker.pick(0, self.refused | model.bit) >= 0
+        if not sibling and self.i + 1 >= len(self.plan):
+            return None
+        if not retry_budget.withdraw(self.m):
+            return None  # an extra upstream call, like a retry: the budget has no room
+        fallbacks = self.fallbacks
+        if sibling:
             self.refused |= model.bit  # the running deployment is not picked again
             self.attempt = 0
-        elif self.i + 1 < len(self.plan):
-            self._move_on()
         else:
-            return None
+            self._move_on()
         if self.next() is None:
             self.attach(after)
             self.token, self.reservation = 0, None
+            self.fallbacks = fallbacks  # no hedge opened: no move was made
             return None
         a = self.detach()
         a.hedge = True
