@@ -596,3 +596,32 @@ async def test_a_hedge_spends_from_the_retry_budget() -> None:
     await tl2.to(0.9)
     assert await task2 == "B"
     assert b2.started == [0.8]
+
+
+@aio
+async def test_prometheus_exports_the_hedge_counters() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from agenticaiframework.llms.prometheus import LLMCollector
+
+    tl = Timeline()
+    m = manager(tl, hedge_after=0.8)
+    route(m, a=Scripted(tl, (5.0, "A")), b=Scripted(tl, (0.1, "B")))
+    task = asyncio.ensure_future(m.agenerate("p"))
+    await tl.to(0.9)
+    assert await task == "B"
+    registry = CollectorRegistry()
+    registry.register(LLMCollector(m))
+    got = {
+        (s.name, s.labels.get("model")): s.value
+        for fam in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in fam.samples
+        if "hedge" in s.name
+    }
+    assert got == {
+        ("agenticai_model_hedged_requests_total", "a"): 0,
+        ("agenticai_model_hedged_requests_total", "b"): 1,
+        ("agenticai_model_hedge_wins_total", "a"): 0,
+        ("agenticai_model_hedge_wins_total", "b"): 1,
+    }

@@ -144,6 +144,8 @@ def check_against_manager(llm: LLMManager, samples: Samples) -> None:
         assert (
             get(samples, "agenticai_model_short_circuits_total", model=name) == s["short_circuits"]
         )
+        for family, key in (("hedged_requests", "hedged_requests"), ("hedge_wins", "hedge_wins")):
+            assert get(samples, f"agenticai_model_{family}_total", model=name) == s[key]
         assert (
             get(samples, "agenticai_tokens_total", model=name, type="prompt")
             == (s["prompt_tokens"])

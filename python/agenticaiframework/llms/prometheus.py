@@ -132,6 +132,8 @@ def _take_one(llm: LLMManager, buckets: Sequence[float], ttfc: Sequence[float]) 
             },
             "retries": s["retries"],
             "short_circuits": s["short_circuits"],
+            "hedged": s["hedged_requests"],
+            "hedge_wins": s["hedge_wins"],
             "tokens": {"prompt": s["prompt_tokens"], "completion": s["completion_tokens"]},
             "cost": cost,
             "latency": list(model.stats.latency_buckets(buckets)),
@@ -271,6 +273,16 @@ class _Families:
             "Times a model was skipped because its breaker was open.",
             labels=["model"],
         )
+        hedged = CounterMetricFamily(
+            f"{ns}_model_hedged_requests",
+            "Hedges started on a model (the request's other attempt had not answered).",
+            labels=["model"],
+        )
+        hedge_wins = CounterMetricFamily(
+            f"{ns}_model_hedge_wins",
+            "Hedges on a model that answered first.",
+            labels=["model"],
+        )
         tokens = CounterMetricFamily(
             f"{ns}_tokens",
             "Tokens of a model's answered attempts, by type (prompt, completion).",
@@ -299,7 +311,7 @@ class _Families:
         )
         out: list[Metric] = [req, in_flight, hits, misses, entries, retries, fallbacks]
         out += [coalesced, fleet_errors, attempts, m_retries, short, tokens, cost, breaker]
-        out += [latency, ttfc, denied]
+        out += [latency, ttfc, denied, hedged, hedge_wins]
         if snap is None:
             return out  # describe(): names only
         c = snap["counters"]
@@ -324,6 +336,8 @@ class _Families:
                 attempts.add_metric([name, o], m["attempts"][o])
             m_retries.add_metric([name], m["retries"])
             short.add_metric([name], m["short_circuits"])
+            hedged.add_metric([name], m.get("hedged", 0))  # absent in older workers' files
+            hedge_wins.add_metric([name], m.get("hedge_wins", 0))
             for t in TOKEN_TYPES:
                 tokens.add_metric([name, t], m["tokens"][t])
             if m["cost"] is not None:
