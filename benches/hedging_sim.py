@@ -37,6 +37,9 @@ BEGIN = "<!-- bench-hedging: begin -->"
 END = "<!-- bench-hedging: end -->"
 
 sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(HERE / "compare"))
+
+import sections  # noqa: E402
 
 from agenticaiframework.llms._hedging_demo import Result, Scenario, run_all  # noqa: E402
 
@@ -115,13 +118,7 @@ def section(res: list[Result], a: argparse.Namespace) -> str:
 
 
 def write_section(text: str) -> None:
-    doc = DOC.read_text()
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
+    sections.write(DOC, BEGIN, END, text)
 
 
 def main() -> None:

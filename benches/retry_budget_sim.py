@@ -21,6 +21,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "python"))
+sys.path.insert(0, str(REPO / "benches" / "compare"))
+
+import sections  # noqa: E402
 
 from agenticaiframework.llms._outage_sim import Run, Scenario, compare  # noqa: E402
 
@@ -156,14 +159,7 @@ def section(s: Scenario, runs: tuple[Run, Run], seconds: float) -> str:
 
 
 def write_section(text: str) -> None:
-    doc = DOC.read_text()
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        doc = head + text + tail
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
+    sections.write(DOC, BEGIN, END, text)
 
 
 def main() -> None:

@@ -38,6 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings
+import sections
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 VENVS = Path(os.environ.get("BENCH_VENVS", REPO / ".bench-venvs"))
@@ -420,14 +423,7 @@ def section(res: dict[str, Any], notes: str = "") -> str:
 
 
 def write_section(text: str) -> None:
-    doc = DOC.read_text()
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        doc = head + text + tail
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
+    sections.write(DOC, BEGIN, END, text)
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:

@@ -42,12 +42,16 @@ import math
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings
+import sections
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -455,14 +459,7 @@ def section(res: dict[str, Any]) -> str:
 
 
 def write_section(text: str) -> None:
-    doc = DOC.read_text()
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        doc = head + text + tail
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text + "\n"
-    DOC.write_text(doc)
+    sections.write(DOC, BEGIN, END, text)
 
 
 def main() -> None:
