@@ -485,6 +485,8 @@ class Walk:
             if late:
                 self.expired = True
             return
+        # failed()'s booking, written again rather than shared: there it is inline on the
+        # fallback path, where a helper call would cost every failed attempt.
         opened = model.core.failure(token)
         for o in model.observers:
             o.observe(model, False)
