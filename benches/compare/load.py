@@ -58,7 +58,7 @@ SCENARIOS = {
     "sync32": ("first_try", "cache30"),
 }
 LADDER = {
-    "async": (25, 50, 300, 1000, 2000, 3000, 4000, 6000),
+    "async": (25, 50, 300, 1000, 2000, 3000, 4000, 6000, 10000, 15000, 20000, 25000, 30000),
     "sync8": (25, 50, 300, 600, 1000),
     "sync32": (50, 300, 1000, 2000, 3000),
 }
@@ -67,6 +67,9 @@ LADDER = {
 # ceiling is its CPU, which 8 threads already reach. Ours starts at 50/s.
 LITELLM_LADDER = {"async": (25, 50), "sync8": (25, 50), "sync32": ()}
 OURS_FROM = 50
+# The paired runs (load_workload.py paired): requests per second, both twins counted.
+PAIRED_LADDER = (2000, 4000, 8000, 12000, 16000, 20000, 24000, 28000, 32000)
+PAIRED_SPAN = 2.0
 MIN_REQUESTS = 150  # per run: low rates run longer so that p99 has some requests behind it
 LABEL = {"bare": "bare call", "ours": "ours", "litellm": "LiteLLM Router"}
 SC_LABEL = {
@@ -99,7 +102,8 @@ def span_of(rate: float, span: float) -> float:
 
 def worker(side: str, shape: str, rate: float, scenarios: list[str], a: Any, log: Path) -> Any:
     cmd = [str(python_of(side)), str(WORKLOAD), side, "--shape", shape, "--rate", str(rate)]
-    cmd += ["--span", f"{span_of(rate, a.span):.3f}", "--delay", str(a.delay)]
+    span = span_of(rate, a.paired_span if side == "paired" else a.span)
+    cmd += ["--span", f"{span:.3f}", "--delay", str(a.delay)]
     cmd += ["--scenarios", ",".join(scenarios), "--seed", str(a.seed)]
     with open(log, "a") as err:
         err.write(f"\n$ {' '.join(cmd)}\n")
@@ -157,6 +161,8 @@ def summarize(res: dict[str, Any]) -> list[dict[str, Any]]:
     }
     acc: dict[tuple[str, float, str, str], list[tuple[Any, Any]]] = {}
     for r in runs:
+        if r["side"] == "paired":
+            continue
         for sc, x in r["out"]["scenarios"].items():
             key = (r["shape"], r["rate"], r["side"], sc)
             acc.setdefault(key, []).append((x, bare.get((r["shape"], r["rate"], r["round"]))))
@@ -178,6 +184,46 @@ def summarize(res: dict[str, Any]) -> list[dict[str, Any]]:
         )
         rows.append(row)
     return rows
+
+
+OWN = ("own_p50", "own_p99", "own_p99.9")
+
+
+def summarize_paired(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (rate, scenario) of the paired runs: medians over rounds of ours' and the
+    bare twin's percentiles, of their in-run differences, and of each side's own time."""
+    acc: dict[tuple[float, str], list[Any]] = {}
+    for r in res["runs"]:
+        if r["side"] == "paired":
+            for sc, x in r["out"]["scenarios"].items():
+                acc.setdefault((r["rate"], sc), []).append(x)
+    rows = []
+    for (rate, sc), xs in sorted(acc.items()):
+        row: dict[str, Any] = {
+            "rate": rate, "scenario": sc, "rounds": len(xs),
+            "saturated": sum(1 for x in xs if x["saturated"]),
+            "errors": sum(x["errors"] for x in xs),
+            "throughput": med([x["throughput"] for x in xs]),
+            "cpu_us": med([x["cpu_us_per_request"] for x in xs]),
+        }  # fmt: skip
+        for p in PCTS:
+            row[f"bare_{p}"] = med([x["bare"][p] for x in xs])
+            row[f"ours_{p}"] = med([x["ours"][p] for x in xs])
+            row[f"over_{p}"] = med([x["ours"][p] - x["bare"][p] for x in xs])
+            row[f"over_{p}_range"] = [
+                min(x["ours"][p] - x["bare"][p] for x in xs),
+                max(x["ours"][p] - x["bare"][p] for x in xs),
+            ]
+        for p in OWN:
+            row[f"bare_{p}"] = med([x["bare"][p] for x in xs])
+            row[f"ours_{p}"] = med([x["ours"][p] for x in xs])
+        rows.append(row)
+    return rows
+
+
+def sustained_paired(rows: list[dict[str, Any]], sc: str) -> Any:
+    ok = [r for r in rows if r["scenario"] == sc and not r["saturated"] and not r["errors"]]
+    return max(ok, key=lambda r: r["rate"], default=None)
 
 
 def sustained(rows: list[dict[str, Any]], shape: str, side: str, sc: str) -> Any:
@@ -327,8 +373,54 @@ def headline(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def paired_table(prows: list[dict[str, Any]]) -> list[str]:
+    out = [
+        "| requests/s offered (both twins) | scenario | achieved /s | bare twin p50 / p99 / "
+        "p99.9 | ours' overhead p50 / p99 / p99.9 | p99 overhead, rounds' range | ours' own "
+        "time p50 / p99 / p99.9 | bare's own time p99 (the floor) | CPU per request |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    scs = {s: k for k, s in enumerate(SCENARIOS["async"])}
+    for r in sorted(prows, key=lambda r: (r["rate"], scs.get(r["scenario"], 9))):
+        sat = f" **saturated** ({r['saturated']}/{r['rounds']})" if r["saturated"] else ""
+        err = f" **{r['errors']} errors**" if r["errors"] else ""
+        lo, hi = r["over_p99_range"]
+        out.append(
+            f"| {r['rate']:,.0f}/s | {SC_LABEL[r['scenario']]}{sat}{err} | "
+            f"{r['throughput']:,.0f} | "
+            + " / ".join(fmt_us(r[f"bare_{p}"]) for p in PCTS)
+            + " | "
+            + " / ".join(fmt_over(r[f"over_{p}"]) for p in PCTS)
+            + f" | {fmt_over(lo)} … {fmt_over(hi)} | "
+            + " / ".join(fmt_us(r[f"ours_{p}"]) for p in OWN)
+            + f" | {fmt_us(r['bare_own_p99'])} | {r['cpu_us']:.0f} µs |"
+        )
+    return out
+
+
+def paired_headline(prows: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for sc in SCENARIOS["async"]:
+        r = sustained_paired(prows, sc)
+        if r is None:
+            continue
+        lo, hi = r["over_p99_range"]
+        lines.append(
+            f"- {SC_LABEL[sc]}: at {r['rate']:,.0f} requests/s (achieved "
+            f"{r['throughput']:,.0f}/s, the highest rate of the ladder no round saturated), "
+            f"ours' overhead over its bare twin p99 **{fmt_over(r['over_p99'])}** (rounds "
+            f"{fmt_over(lo)} … {fmt_over(hi)}), p50 {fmt_over(r['over_p50'])}, p99.9 "
+            f"{fmt_over(r['over_p99.9'])}; the layer's own time per request p50 "
+            f"{fmt_us(r['ours_own_p50'])}, p99 {fmt_us(r['ours_own_p99'])}, p99.9 "
+            f"{fmt_us(r['ours_own_p99.9'])} (the bare twin's, the measurement's floor: p99 "
+            f"{fmt_us(r['bare_own_p99'])})"
+        )
+    return lines
+
+
 def section(res: dict[str, Any], notes: str = "") -> str:
     rows = summarize(res)
+    prows = summarize_paired(res)
     m = res["machine"]
     o: dict[str, Any] = next((r["out"] for r in res["runs"] if r["side"] == "ours"), {})
     lt = next((r["out"] for r in res["runs"] if r["side"] == "litellm"), None)
@@ -401,11 +493,42 @@ def section(res: dict[str, Any], notes: str = "") -> str:
         "",
         "![latency vs rate](benches/compare/load.png)",
         "",
-        "**At the highest rate each side sustained** (no round saturated):",
+        *(
+            [
+                "**Paired, in one event loop** (`load_workload.py paired`): at each arrival two "
+                "requests start together, twins, one to the bare `await model()` and one to "
+                "ours, in an order drawn by a seeded coin; the rate counts both. The twins see "
+                "the same loop at the same moment (its lag, its GC pauses, both sides' load), "
+                "so the difference of their latency percentiles within one run resolves what "
+                "the layer adds far below the separate processes' ±100 µs. Each run also "
+                "times, per request, the layer's **own time**: from the call to the model's "
+                "entry plus from the model's return to the answer (for a cache hit, the "
+                "whole request; on the fallback paths it includes the failing primary's "
+                "call). The bare twin's own time is the measurement's floor. Arrivals for "
+                f"max({res.get('paired_span', PAIRED_SPAN):g} s, {MIN_REQUESTS} requests) per "
+                "run, medians over rounds. At the highest rate no round saturated:",
+                "",
+                *paired_headline(prows),
+                "",
+            ]
+            if prows
+            else []
+        ),
+        "**Separate processes, at the highest rate each side sustained** (no round saturated):",
         "",
         *headline(rows),
         "",
         *([notes, ""] if notes else []),
+        *(
+            [
+                "### async, paired: ours and its bare twin in one event loop",
+                "",
+                *paired_table(prows),
+                "",
+            ]
+            if prows
+            else []
+        ),
         "### async: `agenerate` on one event loop",
         "",
         *table(rows, "async"),
@@ -436,6 +559,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "rounds": a.rounds,
         "span": a.span,
+        "paired_span": a.paired_span,
         "delay": a.delay,
         "seed": a.seed,
         "quick": a.quick,
@@ -444,6 +568,8 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     # (shape, side, scenario) -> the lowest rate it saturated at: that rate and those above
     # are not run again (the rate itself runs in the round that found it, not after).
     done: dict[tuple[str, str, str], float] = {}
+    paired = "paired" in sides and "async" in shapes
+    sides = [s for s in sides if s != "paired"]
     for rnd in range(a.rounds):
         k = rnd % len(sides)
         order = sides[k:] + sides[:k]
@@ -480,6 +606,33 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
                         if x["saturated"]:
                             key = (shape, side, sc)
                             done[key] = min(rate, done.get(key, math.inf))
+        if not paired:
+            continue
+        rates = [float(x) for x in a.rates.split(",")] if a.rates else PAIRED_LADDER
+        for rate in rates:
+            scs = [s for s in SCENARIOS["async"] if not a.scenarios or s in a.scenarios]
+            scs = [s for s in scs if rate < done.get(("async", "paired", s), math.inf)]
+            if not scs:
+                continue
+            t0 = time.monotonic()
+            out = worker("paired", "async", rate, scs, a, log)
+            res["runs"].append({"round": rnd, "shape": "async", "rate": rate,
+                                "side": "paired", "out": out})  # fmt: skip
+            for sc, x in out["scenarios"].items():
+                b, o = x["bare"], x["ours"]
+                print(
+                    f"round {rnd + 1}/{a.rounds} paired {rate:7.0f}/s {sc:10s} got "
+                    f"{x['throughput']:8.0f}/s p99 bare {fmt_us(b['p99']):>9s} ours over "
+                    f"p50/p99/p99.9 {fmt_over(o['p50'] - b['p50'])} / "
+                    f"{fmt_over(o['p99'] - b['p99'])} / {fmt_over(o['p99.9'] - b['p99.9'])}, "
+                    f"own p99 {fmt_us(o['own_p99'])}{' SATURATED' if x['saturated'] else ''}"
+                    f"{' ERRORS ' + str(x['errors']) if x['errors'] else ''}"
+                    f"  ({time.monotonic() - t0:.1f}s)",
+                    flush=True,
+                )
+                if x["saturated"]:
+                    key = ("async", "paired", sc)
+                    done[key] = min(rate, done.get(key, math.inf))
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["seconds"] = round(time.monotonic() - t_start, 1)
     return res
@@ -491,7 +644,8 @@ def main() -> None:
     ap.add_argument("--span", type=float, default=1.0, help="seconds of arrivals per run")
     ap.add_argument("--delay", type=float, default=0.01, help="the model's simulated network")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--sides", default=",".join(SIDES))
+    ap.add_argument("--sides", default=",".join((*SIDES, "paired")))
+    ap.add_argument("--paired-span", type=float, default=PAIRED_SPAN)
     ap.add_argument("--shapes", default=",".join(SCENARIOS))
     ap.add_argument("--rates", default="", help="comma-separated; default: the ladders")
     ap.add_argument("--scenarios", default="", help="comma-separated; default: all")
@@ -508,9 +662,11 @@ def main() -> None:
         write_section(section(res, notes))
         return
     if a.quick:
-        a.rounds, a.span, a.sides = 1, 0.3, "bare,ours"
+        a.rounds, a.span, a.paired_span, a.sides = 1, 0.3, 0.3, "bare,ours,paired"
         a.rates = a.rates or "400"
     for side in a.sides.split(","):
+        if side not in (*SIDES, "paired"):
+            raise SystemExit(f"--sides: unknown {side!r}")
         if not python_of(side).exists():
             raise SystemExit(f"{python_of(side)} missing: run `{COMMAND}`")
     res = run(a)

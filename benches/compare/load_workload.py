@@ -281,7 +281,9 @@ class LiteLLM:
         return {}
 
 
-SIDES: dict[str, Callable[[float], Any]] = {"bare": Bare, "ours": Ours, "litellm": LiteLLM}
+SIDES: dict[str, Callable[[float], Any]] = {
+    "bare": Bare, "ours": Ours, "litellm": LiteLLM, "paired": lambda d: Paired(d)
+}  # fmt: skip
 
 
 # --------------------------------------------------------------------- the generators
@@ -398,6 +400,133 @@ def run_sync(side: Any, call: Any, prompts: list[str], times: list[float], worke
     return res
 
 
+async def run_paired(
+    pair: Paired, calls: tuple[Any, Any], prompts: list[str], times: list[float]
+) -> Any:
+    """The paired run: one event loop, one schedule, and at each arrival two requests, twins:
+    one to the bare call, one to ours, started together in an order drawn by a seeded
+    coin. The twins see the same loop at the same moment (its lag, its GC pauses, the load
+    of both sides), so what differs between their latencies is what the layer adds. Per
+    request it also times the layer's own part: from the call to the model's entry plus
+    from the model's return to the answer (the whole request, for a cache hit)."""
+    loop = asyncio.get_running_loop()
+    n = len(times)
+    lat: list[float | None] = [None] * (2 * n)  # 2i: the bare twin, 2i + 1: ours
+    own: list[float | None] = [None] * (2 * n)
+    rng = random.Random(n)
+    first = [rng.random() < 0.5 for _ in range(n)]  # True: ours starts first
+    clock = time.perf_counter
+    enter, leave = pair.enter, pair.leave
+    enter.clear()  # the warm-up's
+    leave.clear()
+    reset = pair.ours.reset
+    errors: list[str] = []
+
+    async def one(k: int, t_s: float, p: str, call: Any) -> None:
+        t_call = clock()
+        try:
+            text = await call(p)
+        except Exception as e:  # counted: a run with errors is reported as such
+            errors.append(f"{type(e).__name__}: {str(e)[:120]}")
+            return
+        t_done = clock()
+        if text != "ok":
+            errors.append(f"answer {text!r}")
+            return
+        lat[k] = t_done - t_s
+        t_in = enter.pop(p, None)
+        t_out = leave.pop(p, None)
+        spent = t_done - t_call
+        own[k] = spent if t_in is None or t_out is None else spent - (t_out - t_in)
+
+    tasks = set()
+    sat = False
+    cpu0 = time.process_time()
+    base = clock() + 0.01
+    i = 0
+    while i < n:
+        now = clock()
+        while i < n and base + times[i] <= now:
+            t_s = base + times[i]
+            # The bare twin's prompt is its own: the model's stamps are kept by prompt.
+            twins = ((2 * i, f"bare {i}", calls[0]), (2 * i + 1, prompts[i], calls[1]))
+            for k, p, c in reversed(twins) if first[i] else twins:
+                t = loop.create_task(one(k, t_s, p, c))
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+            i += 1
+            if reset is not None and i % 4096 == 0:
+                reset()
+        if i and now - (base + times[i - 1]) > ABORT_LAG:
+            sat = True
+            break
+        if i < n:
+            await asyncio.sleep(max(0.0, base + times[i] - clock()))
+    if tasks:
+        _, pending = await asyncio.wait(set(tasks), timeout=0.2 if sat else DRAIN)
+        if pending:
+            sat = True
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+    cpu = time.process_time() - cpu0
+    m = 2 * i if sat else 2 * n
+    ends = [base + times[k // 2] + x for k, x in enumerate(lat[:m]) if x is not None]
+    span = times[-1] if n else 0.0
+    rate = 2 * n / span if span > 0 else 0.0
+    res = summary(lat[:m], base, max(ends, default=base), cpu, sat, rate)
+    diffs = sorted(
+        (lat[k + 1] - lat[k]) * 1e6  # type: ignore[operator]
+        for k in range(0, m, 2)
+        if lat[k] is not None and lat[k + 1] is not None
+    )
+    res["twin_diff"] = {f"p{q}": percentile(diffs, q) for q in (1, 50, 99)}
+    for name, side in (("bare", 0), ("ours", 1)):
+        done = sorted(x for x in lat[side:m:2] if x is not None)
+        mine = sorted(x for x in own[side:m:2] if x is not None)
+        res[name] = {
+            "completed": len(done),
+            **{f"p{q}": percentile(done, q) * 1e6 for q in (50, 90, 99, 99.9)},
+            **{f"own_p{q}": percentile(mine, q) * 1e6 for q in (50, 90, 99, 99.9)},
+            "own_max": mine[-1] * 1e6 if mine else float("nan"),
+        }
+    res["errors"] = len(errors)
+    res["first_errors"] = errors[:3]
+    return res
+
+
+class Paired:
+    """``paired``: the bare call and ours in one process (see run_paired). The model is the
+    same ``async def``, stamping its entry and return by prompt."""
+
+    name = "paired"
+
+    def __init__(self, delay: float) -> None:
+        self.enter: dict[str, float] = {}
+        self.leave: dict[str, float] = {}
+        enter, leave, clock = self.enter, self.leave, time.perf_counter
+
+        async def amodel(prompt: str, kwargs: dict[str, Any] | None = None) -> str:
+            enter[prompt] = clock()
+            await asyncio.sleep(delay)
+            leave[prompt] = clock()
+            return "ok"
+
+        self.ours = Ours(delay)
+        self.ours.models["amodel"] = amodel
+        self.bare = amodel
+        self.version = self.ours.version
+        self.where = self.ours.where
+
+    def setup(self, scenario: str, is_async: bool) -> tuple[Any, Any]:
+        if not is_async:
+            raise SystemExit("paired: the async shape only")
+        return self.bare, self.ours.setup(scenario, is_async)
+
+    def check(self, scenario: str) -> dict[str, Any]:
+        return self.ours.check(scenario)
+
+
 def warm(call: Any, is_async: bool, loop: asyncio.AbstractEventLoop, prompts: list[str]) -> None:
     if is_async:
 
@@ -428,7 +557,8 @@ def main() -> None:
     workers = 0 if is_async else int(args.shape.removeprefix("sync"))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    times = arrivals(args.rate, args.span, args.seed)
+    # paired: --rate counts both twins, so the arrivals come at half of it.
+    times = arrivals(args.rate / (2 if args.side == "paired" else 1), args.span, args.seed)
     out: dict[str, Any] = {
         "side": args.side,
         "version": side.version,
@@ -441,16 +571,20 @@ def main() -> None:
         "threads_at_start": threading.active_count(),
         "scenarios": {},
     }
-    if args.side == "ours":
+    if args.side in ("ours", "paired"):
         out["where"] = side.where
     for scenario in args.scenarios.split(","):
         call = side.setup(scenario, is_async)
-        if scenario == "cache30":
-            warm(call, is_async, loop, [f"warm {k}" for k in range(WARM_PROMPTS)])
-        warm(call, is_async, loop, [f"warmup {scenario} {k}" for k in range(WARMUP)])
+        each = call if args.side == "paired" else (call,)
+        for c in each:
+            if scenario == "cache30":
+                warm(c, is_async, loop, [f"warm {k}" for k in range(WARM_PROMPTS)])
+            warm(c, is_async, loop, [f"warmup {scenario} {k}" for k in range(WARMUP)])
         prompts = prompts_for(scenario, len(times), args.seed)
         gc.collect()
-        if is_async:
+        if args.side == "paired":
+            res = loop.run_until_complete(run_paired(side, call, prompts, times))
+        elif is_async:
             res = loop.run_until_complete(run_async(side, call, prompts, times))
         else:
             res = run_sync(side, call, prompts, times, workers)
