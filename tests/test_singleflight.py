@@ -245,6 +245,47 @@ def test_reentrant_call_for_the_same_prompt_does_not_deadlock() -> None:
     assert m.generate("same") == "outer(inner)"
 
 
+@pytest.mark.parametrize("how", ["sync", "async model", "sync model under agenerate"])
+def test_nested_reentrant_calls_see_every_key_their_context_leads(how: str) -> None:
+    """a's model asks for b, b's model asks for a again: the context leads both keys (a chain
+    of two), so the inner a is re-entrant and runs; afterwards the context leads nothing."""
+    from agenticaiframework.llms import singleflight
+
+    calls: list[str] = []
+    m = LLMManager(sleep=lambda _: None)
+
+    def model(prompt: str, kwargs: dict[str, Any]) -> str:
+        calls.append(prompt)
+        if prompt == "a" and calls.count("a") == 1:
+            return "a(" + m.generate("b") + ")"
+        if prompt == "b":
+            return "b(" + m.generate("a") + ")"
+        return "inner"
+
+    async def amodel(prompt: str, kwargs: dict[str, Any]) -> str:
+        calls.append(prompt)
+        if prompt == "a" and calls.count("a") == 1:
+            return "a(" + await m.agenerate("b") + ")"
+        if prompt == "b":
+            return "b(" + await m.agenerate("a") + ")"
+        return "inner"
+
+    m.register_model("m", amodel if how == "async model" else model)
+    m.set_active_model("m")
+    if how == "sync":
+        assert m.generate("a") == "a(b(inner))"
+    else:
+
+        async def go() -> str:
+            out = await m.agenerate("a")
+            assert not singleflight.leading(b"a")
+            return out
+
+        assert asyncio.run(go()) == "a(b(inner))"
+    assert calls == ["a", "b", "a"]
+    assert singleflight._leading.get() is None
+
+
 def test_distinct_prompts_are_not_coalesced() -> None:
     calls: list[str] = []
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from asyncio.events import _get_running_loop
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -110,7 +111,9 @@ async def close_quietly(it: object) -> None:
 
 
 def current_loop(m: LLMManager) -> asyncio.AbstractEventLoop:
-    return m._running_loop()
+    # asyncio's C getter first: the manager's method (a frame and a try) only for the error.
+    loop = _get_running_loop()
+    return m._running_loop() if loop is None else loop
 
 
 def own_call_needed(flight: Flight[Any]) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Any, Generic, TypeAlias, TypeVar
 
 from . import _fork
@@ -28,9 +28,11 @@ T = TypeVar("T")
 
 # Keys this context is computing as a leader: a re-entrant call for the same key (an
 # inference function that calls the manager again) must not wait on itself.
-# A chain (key, parent) rather than a set: leading is one tuple, and the chain is short
-# (as deep as the re-entrant calls).
-_Chain: TypeAlias = "tuple[bytes, _Chain] | None"
+# A chain rather than a set, and the key itself when it is the only one: what a leader
+# keeps alive while it waits on its model are the context's new mapping, nothing else
+# (no tuple, no Token), which the GC of a server holding thousands of requests in flight
+# would otherwise walk. The chain is as deep as the re-entrant calls.
+_Chain: TypeAlias = "bytes | tuple[bytes, _Chain] | None"
 _leading: ContextVar[_Chain] = ContextVar("agenticai_leading", default=None)
 
 
@@ -88,7 +90,11 @@ class SingleFlight(Generic[T]):
     def join(self, key: bytes, loop: asyncio.AbstractEventLoop | None = None) -> Flight[T] | None:
         """None when the caller leads ``key`` (it must then :meth:`finish` it); else the
         flight to wait on."""
-        with self._lock:
+        # acquire/release rather than `with`: half the cost, and this runs on every
+        # cacheable request.
+        lock = self._lock
+        lock.acquire()
+        try:
             v = self._flights.get(key)
             if v is None:
                 self._flights[key] = _THREAD if loop is None else loop
@@ -98,18 +104,24 @@ class SingleFlight(Generic[T]):
             flight: Flight[T] = Flight(None if v is _THREAD else v)  # type: ignore[arg-type]
             self._flights[key] = flight
             return flight
+        finally:
+            lock.release()
 
     def finish(
         self, key: bytes, result: T | None = None, error: BaseException | None = None
     ) -> None:
         """Records the leader's outcome, retires the flight, then wakes its waiters."""
-        with self._lock:
+        lock = self._lock
+        lock.acquire()
+        try:
             flight = self._flights.pop(key, None)
             if type(flight) is not Flight:
                 return
             flight.result, flight.error, flight.done = result, error, True
             waiters, flight.waiters = flight.waiters, []
             event = flight.event
+        finally:
+            lock.release()
         if event is not None:
             event.set()
         if not waiters:
@@ -158,19 +170,24 @@ def leading(key: bytes) -> bool:
     """Whether this context is already leading ``key`` (a re-entrant call)."""
     chain = _leading.get()
     while chain is not None:
+        if not isinstance(chain, tuple):
+            return chain == key
         if chain[0] == key:
             return True
         chain = chain[1]
     return False
 
 
-def lead(key: bytes) -> Token[_Chain]:
-    """Marks ``key`` as led by this context; pass the token to :func:`unlead`."""
-    return _leading.set((key, _leading.get()))
+def lead(key: bytes) -> _Chain:
+    """Marks ``key`` as led by this context; pass what it returns to :func:`unlead`."""
+    prev = _leading.get()
+    _leading.set(key if prev is None else (key, prev))
+    return prev
 
 
-def unlead(token: Token[_Chain]) -> None:
-    _leading.reset(token)
+def unlead(prev: _Chain) -> None:
+    # set, not reset(token): a Token kept for the reset would live as long as the call.
+    _leading.set(prev)
 
 
 def blocks_own_loop(flight: Flight[Any]) -> bool:
