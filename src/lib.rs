@@ -25,6 +25,8 @@ mod py_cache;
 #[cfg(feature = "python")]
 mod py_clock;
 #[cfg(feature = "python")]
+mod py_flights;
+#[cfg(feature = "python")]
 mod py_key;
 #[cfg(feature = "python")]
 mod py_limiter;
@@ -50,6 +52,8 @@ mod _native {
     use crate::py_budget::RetryBudget;
     #[pymodule_export]
     use crate::py_cache::ResponseCache;
+    #[pymodule_export]
+    use crate::py_flights::FlightTable;
     #[pymodule_export]
     use crate::py_limiter::{RateLimiter, Reservation};
     #[pymodule_export]

@@ -7,6 +7,7 @@ from typing_extensions import disjoint_base
 
 __all__ = [
     "BreakerCore",
+    "FlightTable",
     "ManagerCore",
     "ManagerStats",
     "ModelCore",
@@ -20,6 +21,17 @@ __all__ = [
 ]
 
 _Clock = Callable[[], float]
+
+@final
+class FlightTable:
+    """Single-flight's registry of the requests in flight, by 16-byte key."""
+
+    def __new__(cls) -> FlightTable: ...
+    def join(self, key: bytes, value: object) -> Any: ...
+    def replace(self, key: bytes, old: object, new: object) -> bool: ...
+    def pop(self, key: bytes) -> Any: ...
+    def clear(self) -> int: ...
+    def __len__(self) -> int: ...
 
 @final
 class ResponseCache:

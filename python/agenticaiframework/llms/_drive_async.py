@@ -40,7 +40,7 @@ from .errors import DeadlineExceededError
 from .events import answered_by
 from .models import chunk_of, empty, record_of, result_of, streamed, usage_of
 from .response import MEANT_TO_END, GenerationResult, Usage
-from .singleflight import LeaderAborted, lead, leading, unlead
+from .singleflight import LeaderAborted, _leading, in_chain, lead, leading, unlead
 from .walk import Walk, remaining
 
 if TYPE_CHECKING:
@@ -89,14 +89,21 @@ async def agenerate(  # sync-only: def generate_slow(
             # A cacheable request of a fleet: the shared tier and the fleet's flight.
             return (await complete(self, prompt, kw, value, plan, None))[0].text
         if self.single_flight:
-            # sync-only: if leading(value) or self._flights.join(value):
-            if leading(value) or self._flights.join(value, current_loop(self)):  # async-only
+            # singleflight.py's join, lead and unlead written out: one native call to lead,
+            # one context variable read and set, no Python frames for them.
+            chain = _leading.get()
+            mark = current_loop(self)  # async-only
+            # sync-only: mark = self._flights.thread
+            if (chain is not None and in_chain(chain, value)) or self._flights.table.join(
+                value, mark
+            ) is not None:
                 # Re-entrant, or a twin is already in flight: the general path.
                 return (await complete(self, prompt, kw, value, plan, None))[0].text
             landed = self._landed(value)
             if landed is not None:
                 return landed.text
-            led, lead_token = value, lead(value)
+            led = value
+            _leading.set(value if chain is None else (value, chain))
     model = plan[0]
     try:
         token = model.core.begin(False)
@@ -134,11 +141,13 @@ async def agenerate(  # sync-only: def generate_slow(
         raise
     finally:
         if led is not None:
-            unlead(lead_token)
+            _leading.set(chain)
     if value is not None:
         self._store(value, record)
         if led is not None:
-            self._flights.finish(led, result=(record, 1, ()))
+            flight = self._flights.table.pop(led)
+            if flight is not mark:  # a follower came: its flight took the mark's place
+                self._flights.settle(flight, result=(record, 1, ()))
     return record.text
 
 

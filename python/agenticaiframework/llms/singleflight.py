@@ -21,6 +21,7 @@ import threading
 from contextvars import ContextVar
 from typing import Any, Generic, TypeAlias, TypeVar
 
+from .._native import FlightTable
 from . import _fork
 from ._compat import wait_for
 
@@ -66,62 +67,71 @@ def _wake(fut: asyncio.Future[None]) -> None:
 
 # What the registry holds for a flight nobody waits on yet: the leader's loop, or this
 # marker for a thread. A Flight object is made only when a first follower arrives, so a
-# request with no twin pays for a dict slot, not an object the GC must track.
-_THREAD = object()
+# request with no twin pays for a table slot, not an object the GC must track.
+THREAD = object()
 
 
 class SingleFlight(Generic[T]):
-    """The registry of flights in progress, by key."""
+    """The registry of flights in progress, by key (16 bytes).
+
+    The map from key to flight is native (``FlightTable``: lead-or-find, replace-if-
+    unchanged and retire, each one call under a short native lock), so a request that
+    leads and retires its flight with no twin takes no Python lock. The lock here guards
+    only a Flight's own fields (its outcome, its waiters) between its leader and followers.
+    """
+
+    # A thread leader's mark, for the drivers, which lead through the table itself.
+    thread = THREAD
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._flights: dict[bytes, object] = {}
+        self.table = FlightTable()
         _fork.register(self)
 
     def _after_fork(self) -> None:
         # In a forked child: the leaders of these flights are threads and tasks of the
-        # parent, and the lock may have been held by one of them at the fork.
+        # parent, and either lock may have been held by one of them at the fork. The old
+        # table is dropped without taking its lock.
         self._lock = threading.Lock()
-        self._flights = {}
+        self.table = FlightTable()
 
     def __len__(self) -> int:
-        return len(self._flights)
+        return len(self.table)
 
     def join(self, key: bytes, loop: asyncio.AbstractEventLoop | None = None) -> Flight[T] | None:
         """None when the caller leads ``key`` (it must then :meth:`finish` it); else the
-        flight to wait on."""
-        # acquire/release rather than `with`: half the cost, and this runs on every
-        # cacheable request.
-        lock = self._lock
-        lock.acquire()
-        try:
-            v = self._flights.get(key)
+        flight to wait on. A leader's mark in the table is ``loop``, or THREAD."""
+        table = self.table
+        mark = THREAD if loop is None else loop
+        while True:
+            v = table.join(key, mark)
             if v is None:
-                self._flights[key] = _THREAD if loop is None else loop
                 return None
             if type(v) is Flight:
                 return v
-            flight: Flight[T] = Flight(None if v is _THREAD else v)  # type: ignore[arg-type]
-            self._flights[key] = flight
-            return flight
-        finally:
-            lock.release()
+            # The first follower: a flight in place of the leader's mark, unless the
+            # leader retired it meanwhile (then look again: lead, or follow a newer one).
+            flight: Flight[T] = Flight(None if v is THREAD else v)
+            if table.replace(key, v, flight):
+                return flight
 
     def finish(
         self, key: bytes, result: T | None = None, error: BaseException | None = None
     ) -> None:
         """Records the leader's outcome, retires the flight, then wakes its waiters."""
-        lock = self._lock
-        lock.acquire()
-        try:
-            flight = self._flights.pop(key, None)
-            if type(flight) is not Flight:
-                return
+        self.settle(self.table.pop(key), result, error)
+
+    def settle(
+        self, flight: Flight[T], result: T | None = None, error: BaseException | None = None
+    ) -> None:
+        """The rest of :meth:`finish` once the flight is out of the table: its outcome
+        recorded, its waiters woken."""
+        if type(flight) is not Flight:
+            return
+        with self._lock:
             flight.result, flight.error, flight.done = result, error, True
             waiters, flight.waiters = flight.waiters, []
             event = flight.event
-        finally:
-            lock.release()
         if event is not None:
             event.set()
         if not waiters:
@@ -169,6 +179,11 @@ class SingleFlight(Generic[T]):
 def leading(key: bytes) -> bool:
     """Whether this context is already leading ``key`` (a re-entrant call)."""
     chain = _leading.get()
+    return chain is not None and in_chain(chain, key)
+
+
+def in_chain(chain: _Chain, key: bytes) -> bool:
+    """Whether ``key`` is in a chain read from the context (see :func:`leading`)."""
     while chain is not None:
         if not isinstance(chain, tuple):
             return chain == key

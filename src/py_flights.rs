@@ -1,0 +1,121 @@
+//! `FlightTable`: single-flight's registry of the requests in flight, by 128-bit key.
+//!
+//! What a flight *is* (its waiters, its outcome) stays in Python (`llms/singleflight.py`);
+//! this is only the map from key to the value a leader or its first follower put there,
+//! with the three steps that must each be atomic: lead-or-find, replace-if-unchanged,
+//! retire. Every cacheable request leads and retires one, so each is one native call
+//! under a short lock instead of a Python lock and dict operations.
+//!
+//! The lock never wraps Python code: a value that leaves the map is either handed to the
+//! caller or dropped after the lock is released (a drop may run `__del__`). No
+//! `__traverse__`: an entry lives only while its flight does, and what it holds (a loop, a
+//! marker, a flight) does not refer back to the table.
+
+use crate::key::Key;
+use crate::py_key::key_from_py;
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Keys are uniform keyed-hash output: the low word is the hash, as in lru.rs.
+#[derive(Default)]
+struct LowWord(u64);
+
+impl Hasher for LowWord {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached if a key type other than u128 were hashed: fold the bytes.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = v as u64;
+    }
+}
+
+type Map = HashMap<Key, Py<PyAny>, BuildHasherDefault<LowWord>>;
+
+/// The flights in progress, by key (16 bytes). Safe from any thread.
+///
+/// >>> t = FlightTable()
+/// >>> k = bytes(16)
+/// >>> t.join(k, "leader") is None        # absent: the caller leads
+/// True
+/// >>> t.join(k, "another")               # present: what is there
+/// 'leader'
+/// >>> t.replace(k, "stale", "x"), t.replace(k, t.join(k, None), "flight")
+/// (False, True)
+/// >>> t.pop(k), t.pop(k), len(t)
+/// ('flight', None, 0)
+#[pyclass(frozen, module = "agenticaiframework._native")]
+pub struct FlightTable {
+    map: Mutex<Map>,
+}
+
+#[pymethods]
+impl FlightTable {
+    #[new]
+    fn new() -> Self {
+        FlightTable {
+            map: Mutex::new(Map::default()),
+        }
+    }
+
+    /// None, having stored `value` under `key`, when nothing was there (the caller leads);
+    /// otherwise what is there, unchanged.
+    fn join(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        value: Py<PyAny>,
+    ) -> PyResult<Option<Py<PyAny>>> {
+        let k = key_from_py(key)?;
+        let mut map = self.map.lock();
+        if let Some(v) = map.get(&k) {
+            return Ok(Some(v.clone_ref(py)));
+        }
+        map.insert(k, value);
+        Ok(None)
+    }
+
+    /// Puts `new` under `key` if `old` (the same object) is still there; whether it did.
+    fn replace(
+        &self,
+        key: &Bound<'_, PyAny>,
+        old: &Bound<'_, PyAny>,
+        new: Py<PyAny>,
+    ) -> PyResult<bool> {
+        let k = key_from_py(key)?;
+        let prev = {
+            let mut map = self.map.lock();
+            match map.get_mut(&k) {
+                Some(v) if v.as_ptr() == old.as_ptr() => std::mem::replace(v, new),
+                _ => return Ok(false),
+            }
+        };
+        drop(prev); // after the lock: a drop may run Python code
+        Ok(true)
+    }
+
+    /// Removes and returns what is under `key` (None if nothing).
+    fn pop(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let k = key_from_py(key)?;
+        Ok(self.map.lock().remove(&k))
+    }
+
+    /// Removes everything; returns how many entries there were.
+    fn clear(&self) -> usize {
+        let old = std::mem::take(&mut *self.map.lock());
+        let n = old.len();
+        drop(old);
+        n
+    }
+
+    fn __len__(&self) -> usize {
+        self.map.lock().len()
+    }
+}
