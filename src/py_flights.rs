@@ -11,33 +11,15 @@
 //! `__traverse__`: an entry lives only while its flight does, and what it holds (a loop, a
 //! marker, a flight) does not refer back to the table.
 
-use crate::key::Key;
+use crate::lru::{PassThrough, K};
 use crate::py_key::key_from_py;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
-/// Keys are uniform keyed-hash output: the low word is the hash, as in lru.rs.
-#[derive(Default)]
-struct LowWord(u64);
-
-impl Hasher for LowWord {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        // Only reached if a key type other than u128 were hashed: fold the bytes.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = v as u64;
-    }
-}
-
-type Map = HashMap<Key, Py<PyAny>, BuildHasherDefault<LowWord>>;
+/// Keyed by the key's two words, hashed by the low one, as in lru.rs.
+type Map = HashMap<K, Py<PyAny>, BuildHasherDefault<PassThrough>>;
 
 /// The flights in progress, by key (16 bytes). Safe from any thread.
 ///
@@ -73,7 +55,7 @@ impl FlightTable {
         key: &Bound<'_, PyAny>,
         value: Py<PyAny>,
     ) -> PyResult<Option<Py<PyAny>>> {
-        let k = key_from_py(key)?;
+        let k = K::from(key_from_py(key)?);
         let mut map = self.map.lock();
         if let Some(v) = map.get(&k) {
             return Ok(Some(v.clone_ref(py)));
@@ -89,7 +71,7 @@ impl FlightTable {
         old: &Bound<'_, PyAny>,
         new: Py<PyAny>,
     ) -> PyResult<bool> {
-        let k = key_from_py(key)?;
+        let k = K::from(key_from_py(key)?);
         let prev = {
             let mut map = self.map.lock();
             match map.get_mut(&k) {
@@ -103,7 +85,7 @@ impl FlightTable {
 
     /// Removes and returns what is under `key` (None if nothing).
     fn pop(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        let k = key_from_py(key)?;
+        let k = K::from(key_from_py(key)?);
         Ok(self.map.lock().remove(&k))
     }
 

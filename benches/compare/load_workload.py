@@ -51,7 +51,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 ABORT_LAG = 0.25  # s behind the schedule: the side cannot keep up at this rate
@@ -289,8 +289,49 @@ SIDES: dict[str, Callable[[float], Any]] = {
 # --------------------------------------------------------------------- the generators
 
 
-async def run_async(side: Any, call: Any, prompts: list[str], times: list[float]) -> Any:
+async def schedule(
+    times: list[float],
+    start: Callable[[int, float], list[Coroutine[Any, Any, None]]],
+    reset: Callable[[], None] | None,
+) -> tuple[bool, int, float, float]:
+    """The open-loop generator: at arrival i, ``start(i, scheduled time)``'s coroutines
+    become tasks; then the drain. Returns (saturated, arrivals started, the time base,
+    CPU seconds)."""
     loop = asyncio.get_running_loop()
+    clock = time.perf_counter
+    n = len(times)
+    tasks = set()
+    sat = False
+    cpu0 = time.process_time()
+    base = clock() + 0.01
+    i = 0
+    while i < n:
+        now = clock()
+        while i < n and base + times[i] <= now:
+            for c in start(i, base + times[i]):
+                t = loop.create_task(c)
+                tasks.add(t)
+                t.add_done_callback(tasks.discard)
+            i += 1
+            if reset is not None and i % 4096 == 0:
+                reset()
+        if i and now - (base + times[i - 1]) > ABORT_LAG:
+            sat = True
+            break
+        if i < n:
+            await asyncio.sleep(max(0.0, base + times[i] - clock()))
+    if tasks:
+        # Saturated: what is queued would only measure the backlog; cancelled after a moment.
+        _, pending = await asyncio.wait(set(tasks), timeout=0.2 if sat else DRAIN)
+        if pending:
+            sat = True
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+    return sat, i, base, time.process_time() - cpu0
+
+
+async def run_async(side: Any, call: Any, prompts: list[str], times: list[float]) -> Any:
     n = len(times)
     lat: list[float | None] = [None] * n
     clock = time.perf_counter
@@ -308,34 +349,7 @@ async def run_async(side: Any, call: Any, prompts: list[str], times: list[float]
             errors.append(f"answer {text!r}")
 
     errors: list[str] = []
-    tasks = set()
-    sat = False
-    cpu0 = time.process_time()
-    base = clock() + 0.01
-    i = 0
-    while i < n:
-        now = clock()
-        while i < n and base + times[i] <= now:
-            t = loop.create_task(one(i, base + times[i], prompts[i]))
-            tasks.add(t)
-            t.add_done_callback(tasks.discard)
-            i += 1
-            if reset is not None and i % 4096 == 0:
-                reset()
-        if i and now - (base + times[i - 1]) > ABORT_LAG:
-            sat = True
-            break
-        if i < n:
-            await asyncio.sleep(max(0.0, base + times[i] - clock()))
-    if tasks:
-        # Saturated: what is queued would only measure the backlog; cancelled after a moment.
-        _, pending = await asyncio.wait(set(tasks), timeout=0.2 if sat else DRAIN)
-        if pending:
-            sat = True
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-    cpu = time.process_time() - cpu0
+    sat, i, base, cpu = await schedule(times, lambda i, t_s: [one(i, t_s, prompts[i])], reset)
     ends = [base + times[k] + x for k, x in enumerate(lat) if x is not None]
     rate = n / times[-1] if n and times[-1] > 0 else 0.0
     res = summary(lat[:i] if sat else lat, base, max(ends, default=base), cpu, sat, rate)
@@ -409,7 +423,6 @@ async def run_paired(
     of both sides), so what differs between their latencies is what the layer adds. Per
     request it also times the layer's own part: from the call to the model's entry plus
     from the model's return to the answer (the whole request, for a cache hit)."""
-    loop = asyncio.get_running_loop()
     n = len(times)
     lat: list[float | None] = [None] * (2 * n)  # 2i: the bare twin, 2i + 1: ours
     own: list[float | None] = [None] * (2 * n)
@@ -439,37 +452,12 @@ async def run_paired(
         spent = t_done - t_call
         own[k] = spent if t_in is None or t_out is None else spent - (t_out - t_in)
 
-    tasks = set()
-    sat = False
-    cpu0 = time.process_time()
-    base = clock() + 0.01
-    i = 0
-    while i < n:
-        now = clock()
-        while i < n and base + times[i] <= now:
-            t_s = base + times[i]
-            # The bare twin's prompt is its own: the model's stamps are kept by prompt.
-            twins = ((2 * i, f"bare {i}", calls[0]), (2 * i + 1, prompts[i], calls[1]))
-            for k, p, c in reversed(twins) if first[i] else twins:
-                t = loop.create_task(one(k, t_s, p, c))
-                tasks.add(t)
-                t.add_done_callback(tasks.discard)
-            i += 1
-            if reset is not None and i % 4096 == 0:
-                reset()
-        if i and now - (base + times[i - 1]) > ABORT_LAG:
-            sat = True
-            break
-        if i < n:
-            await asyncio.sleep(max(0.0, base + times[i] - clock()))
-    if tasks:
-        _, pending = await asyncio.wait(set(tasks), timeout=0.2 if sat else DRAIN)
-        if pending:
-            sat = True
-            for t in pending:
-                t.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-    cpu = time.process_time() - cpu0
+    def twins(i: int, t_s: float) -> list[Coroutine[Any, Any, None]]:
+        # The bare twin's prompt is its own: the model's stamps are kept by prompt.
+        both = [one(2 * i, t_s, f"bare {i}", calls[0]), one(2 * i + 1, t_s, prompts[i], calls[1])]
+        return both[::-1] if first[i] else both
+
+    sat, i, base, cpu = await schedule(times, twins, reset)
     m = 2 * i if sat else 2 * n
     ends = [base + times[k // 2] + x for k, x in enumerate(lat[:m]) if x is not None]
     span = times[-1] if n else 0.0
