@@ -7,14 +7,17 @@
 //! under a short lock instead of a Python lock and dict operations.
 //!
 //! The lock never wraps Python code: a value that leaves the map is either handed to the
-//! caller or dropped after the lock is released (a drop may run `__del__`). No
-//! `__traverse__`: an entry lives only while its flight does, and what it holds (a loop, a
-//! marker, a flight) does not refer back to the table.
+//! caller or dropped after the lock is released (a drop may run `__del__`). The values are
+//! visited by the collector: a leader's loop holds its scheduled handles, their task, its
+//! frame, the manager and so this table, a cycle the GC must be able to free.
 
 use crate::lru::{PassThrough, K};
 use crate::py_key::key_from_py;
 use parking_lot::Mutex;
+use pyo3::exceptions::PyTypeError;
+use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
+use pyo3::PyTraverseError;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
@@ -29,7 +32,7 @@ type Map = HashMap<K, Py<PyAny>, BuildHasherDefault<PassThrough>>;
 /// True
 /// >>> t.join(k, "another")               # present: what is there
 /// 'leader'
-/// >>> t.replace(k, "stale", "x"), t.replace(k, t.join(k, None), "flight")
+/// >>> t.replace(k, "stale", "x"), t.replace(k, t.join(k, "ignored"), "flight")
 /// (False, True)
 /// >>> t.pop(k), t.pop(k), len(t)
 /// ('flight', None, 0)
@@ -56,6 +59,7 @@ impl FlightTable {
         value: Py<PyAny>,
     ) -> PyResult<Option<Py<PyAny>>> {
         let k = K::from(key_from_py(key)?);
+        not_none(py, &value)?;
         let mut map = self.map.lock();
         if let Some(v) = map.get(&k) {
             return Ok(Some(v.clone_ref(py)));
@@ -67,11 +71,13 @@ impl FlightTable {
     /// Puts `new` under `key` if `old` (the same object) is still there; whether it did.
     fn replace(
         &self,
+        py: Python<'_>,
         key: &Bound<'_, PyAny>,
         old: &Bound<'_, PyAny>,
         new: Py<PyAny>,
     ) -> PyResult<bool> {
         let k = K::from(key_from_py(key)?);
+        not_none(py, &new)?;
         let prev = {
             let mut map = self.map.lock();
             match map.get_mut(&k) {
@@ -100,4 +106,30 @@ impl FlightTable {
     fn __len__(&self) -> usize {
         self.map.lock().len()
     }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // The lock is never held while Python runs, so it is free during a collection;
+        // were it not, skipping the edges only keeps the values alive (the safe side).
+        if let Some(map) = self.map.try_lock() {
+            for v in map.values() {
+                visit.call(v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let old = std::mem::take(&mut *self.map.lock());
+        drop(old); // after the lock
+    }
+}
+
+/// None is what `join` answers for "you lead": stored, it would make every caller a leader.
+fn not_none(py: Python<'_>, v: &Py<PyAny>) -> PyResult<()> {
+    if v.is_none(py) {
+        return Err(PyTypeError::new_err(
+            "a flight's value must not be None (None is join's answer for \"you lead\")",
+        ));
+    }
+    Ok(())
 }

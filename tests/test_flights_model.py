@@ -127,3 +127,31 @@ def test_one_leader_per_key_across_threads() -> None:
         th.join()
     assert sorted(k for led in leads for k in led) == keys  # each key led exactly once
     assert all(t.pop(k) in range(4) for k in keys)
+
+
+def test_none_is_refused_as_a_value() -> None:
+    """None is join's answer for "you lead": stored, every later caller would lead too."""
+    t = FlightTable()
+    k = bytes(16)
+    with pytest.raises(TypeError, match="must not be None"):
+        t.join(k, None)
+    assert t.join(k, 1) is None
+    with pytest.raises(TypeError, match="must not be None"):
+        t.replace(k, 1, None)
+    assert t.pop(k) == 1
+
+
+def test_a_cycle_through_the_table_is_collected() -> None:
+    """A value that leads back to the table (a leader's loop -> its task -> the manager ->
+    the table) is freed by the collector: the table shows it its values."""
+
+    class Holder:
+        pass
+
+    h = Holder()
+    h.table = FlightTable()  # type: ignore[attr-defined]
+    h.table.join(bytes(16), h)  # type: ignore[attr-defined]
+    ref = weakref.ref(h)
+    del h
+    gc.collect()
+    assert ref() is None

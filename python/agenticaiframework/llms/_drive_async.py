@@ -143,11 +143,13 @@ async def agenerate(  # sync-only: def generate_slow(
         if led is not None:
             _leading.set(chain)
     if value is not None:
-        self._store(value, record)
-        if led is not None:
-            flight = self._flights.table.pop(led)
-            if flight is not mark:  # a follower came: its flight took the mark's place
-                self._flights.settle(flight, result=(record, 1, ()))
+        try:
+            self._store(value, record)  # may raise: a cache's injected clock
+        finally:
+            if led is not None:
+                flight = self._flights.table.pop(led)
+                if flight is not mark:  # a follower came: its flight took the mark's place
+                    self._flights.settle(flight, result=(record, 1, ()))
     return record.text
 
 

@@ -70,6 +70,9 @@ def _wake(fut: asyncio.Future[None]) -> None:
 # request with no twin pays for a table slot, not an object the GC must track.
 THREAD = object()
 
+# Tables inherited across a fork (see SingleFlight._after_fork): a few entries each.
+_FORSAKEN: list[FlightTable] = []
+
 
 class SingleFlight(Generic[T]):
     """The registry of flights in progress, by key (16 bytes).
@@ -91,8 +94,10 @@ class SingleFlight(Generic[T]):
     def _after_fork(self) -> None:
         # In a forked child: the leaders of these flights are threads and tasks of the
         # parent, and either lock may have been held by one of them at the fork. The old
-        # table is dropped without taking its lock.
+        # table is kept, never touched again: without the GIL a parent thread may have
+        # been inside it, so even dropping it could read a torn map.
         self._lock = threading.Lock()
+        _FORSAKEN.append(self.table)
         self.table = FlightTable()
 
     def __len__(self) -> int:
