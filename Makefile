@@ -188,7 +188,8 @@ bench-hedging: build $(BENCH_VENVS)/ours/.stamp
 # each request timed from its scheduled start, through the bare `await model()`, ours
 # (agenerate; generate from 8 / 32 threads) and LiteLLM Router, against one async model
 # with a fixed simulated network delay; one subprocess per side per rate, sides rotated,
-# LOAD_ROUNDS rounds. Writes the marked section of BENCHMARKS.md (bench-compare keeps it),
+# then the paired runs (ours and the bare call as twins in one event loop, which resolve
+# a few µs), LOAD_ROUNDS rounds. Writes the marked section of BENCHMARKS.md (bench-compare keeps it),
 # benches/compare/load_results.json and load.png (~15 minutes). The driver runs in
 # .bench-venvs/ours for matplotlib; the bare call and ours run in .venv (the working tree).
 LOAD_ROUNDS ?= 3
