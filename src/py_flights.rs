@@ -119,8 +119,7 @@ impl FlightTable {
     }
 
     fn __clear__(&self) {
-        let old = std::mem::take(&mut *self.map.lock());
-        drop(old); // after the lock
+        self.clear();
     }
 }
 

@@ -228,18 +228,10 @@ def held(r: dict[str, Any], rounds: int) -> bool:
     return r["rounds"] == rounds and not r["saturated"] and not r["errors"]
 
 
-def sustained_paired(rows: list[dict[str, Any]], sc: str, rounds: int) -> Any:
-    ok = [r for r in rows if r["scenario"] == sc and held(r, rounds)]
-    return max(ok, key=lambda r: r["rate"], default=None)
-
-
-def sustained(rows: list[dict[str, Any]], shape: str, side: str, sc: str, rounds: int) -> Any:
-    """The row of the highest rate every round sustained."""
-    ok = [
-        r
-        for r in rows
-        if (r["shape"], r["side"], r["scenario"]) == (shape, side, sc) and held(r, rounds)
-    ]
+def sustained(rows: list[dict[str, Any]], rounds: int, **match: str) -> Any:
+    """The row of the highest rate every round sustained, among those whose fields are
+    ``match``'s (paired rows have no shape or side)."""
+    ok = [r for r in rows if all(r[k] == v for k, v in match.items()) and held(r, rounds)]
     return max(ok, key=lambda r: r["rate"], default=None)
 
 
@@ -259,6 +251,8 @@ def fmt_over(us: float) -> str:
 
 # --------------------------------------------------------------------- chart
 
+STYLES = {"first_try": "-", "cache30": "--", "fallback": "-.", "breaker": ":"}
+
 
 def chart(res: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
@@ -268,7 +262,6 @@ def chart(res: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
     from matplotlib.ticker import NullFormatter
 
     colors = {"bare": "#7f7f7f", "ours": "#d62728", "litellm": "#9467bd"}
-    styles = {"first_try": "-", "cache30": "--", "fallback": "-.", "breaker": ":"}
     fig, grid = plt.subplots(2, 2, figsize=(16, 12))
     axes = [grid[0][0], grid[1][0], grid[1][1]]
     paired_panel(grid[0][1], summarize_paired(res))
@@ -289,7 +282,7 @@ def chart(res: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
                 ys = [r["p99"] / 1e3 for r in pts]
                 label = LABEL[side] if side == "bare" else f"{LABEL[side]}: {SC_LABEL[sc]}"
                 ax.plot(
-                    xs, ys, styles[sc], marker="o", markersize=3, color=colors[side],
+                    xs, ys, STYLES[sc], marker="o", markersize=3, color=colors[side],
                     label=label, linewidth=1.2,
                 )  # fmt: skip
                 for r, x, y in zip(pts, xs, ys, strict=True):
@@ -326,16 +319,15 @@ def chart(res: dict[str, Any], rows: list[dict[str, Any]], path: Path) -> None:
 def paired_panel(ax: Any, prows: list[dict[str, Any]]) -> None:
     """The paired runs: ours' p99 overhead over its bare twin, and ours' own time at p99,
     by rate (the cache's overhead is negative, its hits being faster: off this scale)."""
-    styles = {"first_try": "-", "cache30": "--", "fallback": "-.", "breaker": ":"}
     for sc in SCENARIOS["async"]:
         pts = [r for r in prows if r["scenario"] == sc]
         if not pts:
             continue
         xs = [r["throughput"] for r in pts]
         if sc != "cache30":
-            ax.plot(xs, [r["over_p99"] for r in pts], styles[sc], marker="o", markersize=3,
+            ax.plot(xs, [r["over_p99"] for r in pts], STYLES[sc], marker="o", markersize=3,
                     color="#d62728", label=f"p99 overhead: {SC_LABEL[sc]}")  # fmt: skip
-        ax.plot(xs, [r["ours_own_p99"] for r in pts], styles[sc], marker="s", markersize=3,
+        ax.plot(xs, [r["ours_own_p99"] for r in pts], STYLES[sc], marker="s", markersize=3,
                 color="#1f77b4", label=f"own time p99: {SC_LABEL[sc]}")  # fmt: skip
         for r, x in zip(pts, xs, strict=True):
             if r["saturated"]:
@@ -390,7 +382,7 @@ def headline(rows: list[dict[str, Any]], rounds: int) -> list[str]:
         for sc in SCENARIOS[shape]:
             parts = []
             for side in ("ours", "litellm"):
-                r = sustained(rows, shape, side, sc, rounds)
+                r = sustained(rows, rounds, shape=shape, side=side, scenario=sc)
                 if r is None:
                     continue
                 parts.append(
@@ -399,7 +391,7 @@ def headline(rows: list[dict[str, Any]], rounds: int) -> list[str]:
                     f"bare call p99 **{fmt_over(r['over_p99'])}** (p50 "
                     f"{fmt_over(r['over_p50'])})"
                 )
-            b = sustained(rows, shape, "bare", "first_try", rounds)
+            b = sustained(rows, rounds, shape=shape, side="bare", scenario="first_try")
             if parts:
                 bare = (
                     f"; the bare call sustains {b['rate']:,.0f}/s, p99 {fmt_us(b['p99'])}"
@@ -438,7 +430,7 @@ def paired_table(prows: list[dict[str, Any]]) -> list[str]:
 def paired_headline(prows: list[dict[str, Any]], rounds: int) -> list[str]:
     lines = []
     for sc in SCENARIOS["async"]:
-        r = sustained_paired(prows, sc, rounds)
+        r = sustained(prows, rounds, scenario=sc)
         if r is None:
             continue
         lo, hi = r["over_p99_range"]
@@ -648,7 +640,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
             continue
         rates = [float(x) for x in a.rates.split(",")] if a.rates else PAIRED_LADDER
         for rate in rates:
-            scs = [s for s in SCENARIOS["async"] if not a.scenarios or s in a.scenarios]
+            scs = [s for s in SCENARIOS["async"] if not a.scenarios or s in a.scenarios.split(",")]
             scs = [s for s in scs if rate < done.get(("async", "paired", s), math.inf)]
             if not scs:
                 continue

@@ -463,12 +463,6 @@ async def run_paired(
     span = times[-1] if n else 0.0
     rate = 2 * n / span if span > 0 else 0.0
     res = summary(lat[:m], base, max(ends, default=base), cpu, sat, rate)
-    diffs = sorted(
-        (lat[k + 1] - lat[k]) * 1e6  # type: ignore[operator]
-        for k in range(0, m, 2)
-        if lat[k] is not None and lat[k + 1] is not None
-    )
-    res["twin_diff"] = {f"p{q}": percentile(diffs, q) for q in (1, 50, 99)}
     for name, side in (("bare", 0), ("ours", 1)):
         done = sorted(x for x in lat[side:m:2] if x is not None)
         mine = sorted(x for x in own[side:m:2] if x is not None)

@@ -183,8 +183,7 @@ class SingleFlight(Generic[T]):
 
 def leading(key: bytes) -> bool:
     """Whether this context is already leading ``key`` (a re-entrant call)."""
-    chain = _leading.get()
-    return chain is not None and in_chain(chain, key)
+    return in_chain(_leading.get(), key)
 
 
 def in_chain(chain: _Chain, key: bytes) -> bool:
